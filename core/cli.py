@@ -1,0 +1,392 @@
+"""The ``cadence`` command.
+
+Every command takes ``--config`` (the settings file or its folder) and
+``--now`` (pin the clock). Errors a user can fix print one clear message and
+exit 1; an import that rejected rows exits 3, so scripts can tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from config import DEFAULT_CONFIG_DIR
+from core import __version__, clock
+from core.db import Store, open_store
+from core.errors import CadenceError
+from core.ingest import ImportReport, Kind, import_file
+from core.ingest.source import STDIN, Format, RowSource
+from core.settings import Settings, load_settings
+from core.summary import StoreSummary
+
+EXIT_REJECTED = 3
+"""Exit status of an import that imported the good rows but rejected some."""
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None:
+        ctx.find_root().meta[f"cadence.{param.name}"] = value
+
+
+def common_options(command: F) -> F:
+    """``--config`` and ``--now``, accepted by every command (and by ``cadence`` itself)."""
+    command = click.option(
+        "--config",
+        type=click.Path(path_type=Path),
+        expose_value=False,
+        callback=_remember,
+        help="Settings file, or a folder holding cadence.toml (default: ./cadence.toml).",
+    )(command)
+    return click.option(
+        "--now",
+        metavar="TIMESTAMP",
+        expose_value=False,
+        callback=_remember,
+        help="Pin the clock (ISO 8601); anything dated later has not happened yet.",
+    )(command)
+
+
+def _settings() -> Settings:
+    """Load the settings chosen by --config and install the clock chosen by --now."""
+    meta = click.get_current_context().find_root().meta
+    settings = load_settings(meta.get("cadence.config"))
+    if "cadence.now" in meta:
+        clock.install(clock.FixedClock(clock.parse_moment(meta["cadence.now"], settings.zone)))
+    return settings
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+async def _with_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+    store = open_store(settings)
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cadence")
+@common_options
+def cli() -> None:
+    """Cadence: lifecycle CRM marketing automation with a terminal console."""
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
+@common_options
+def init(directory: Path, force: bool) -> None:
+    """Write a starter configuration (settings, default program, templates) to DIRECTORY."""
+    if directory.exists() and any(directory.iterdir()) and not force:
+        raise CadenceError(f"{directory} is not empty; choose another folder or pass --force")
+    shutil.copytree(
+        DEFAULT_CONFIG_DIR,
+        directory,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__init__.py", "__pycache__"),
+    )
+    out.print(f"Wrote a starter configuration to [bold]{directory}[/]. Next:")
+    out.print(f"  edit {directory / 'cadence.toml'} (database_url, time_zone)")
+    out.print(f"  cadence --config {directory} db upgrade")
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the settings."""
+
+
+@config.command("show")
+@common_options
+def config_show() -> None:
+    """Print the effective settings (file plus environment); secrets are masked."""
+    settings = _settings()
+    out.print(f"# from {settings.settings_file}")
+    out.print_json(settings.model_dump_json(exclude={"settings_file"}))
+
+
+@cli.group()
+def db() -> None:
+    """Create and migrate the store."""
+
+
+@db.command("upgrade")
+@common_options
+def db_upgrade() -> None:
+    """Create the tables or migrate them to the latest schema."""
+    from core.migrations import current_revision, upgrade
+
+    async def work(store: Store) -> str | None:
+        await upgrade(store)
+        return await current_revision(store)
+
+    settings = _settings()
+    revision = _run(_with_store(settings, work))
+    out.print(f"Database at schema revision {revision}: {_safe_url(settings)}")
+
+
+@db.command("status")
+@common_options
+def db_status() -> None:
+    """Show the schema revision and what the store holds."""
+    from core.migrations import current_revision, head_revision
+    from core.summary import summarise_store
+
+    settings = _settings()
+
+    async def work(store: Store) -> None:
+        revision = await current_revision(store)
+        out.print(f"Database: {_safe_url(settings)}")
+        out.print(f"Schema: {revision or 'empty'} (latest {head_revision()})")
+        if revision is None:
+            out.print("Run `cadence db upgrade` to create the tables.")
+            return
+        async with store.reading() as session:
+            print_summary(await summarise_store(session, clock.now()))
+
+    _run(_with_store(settings, work))
+
+
+@cli.command("import")
+@click.argument("kind", type=click.Choice(["customers", "events", "transactions"]))
+@click.argument("file", metavar="FILE")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Override the format.")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="FIELD=COLUMN",
+    help="Read FIELD from the file's COLUMN, e.g. --map customer_id=cust_no (repeatable).",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(path_type=Path),
+    help="Where rejected rows go (default: FILE.rejects.jsonl).",
+)
+@common_options
+def import_command(
+    kind: Kind, file: str, fmt: Format | None, mappings: tuple[str, ...], rejects: Path | None
+) -> None:
+    """Import customers, events or transactions from FILE (CSV or JSONL; - reads JSONL from stdin).
+
+    \b
+    customers     upsert by customer_id; other columns become attributes
+    events        append idempotently; other columns become properties
+    transactions  customer_id,date,quantity,amount rows become purchases;
+                  customers are created as needed
+    """
+    settings = _settings()
+    mapping = _parse_mappings(mappings)
+
+    async def work(store: Store) -> ImportReport:
+        with _import_progress(file) as on_progress:
+            return await import_file(
+                store,
+                settings,
+                kind,
+                file,
+                fmt=fmt,
+                mapping=mapping,
+                rejects_path=rejects,
+                on_progress=on_progress,
+            )
+
+    report = _run(_with_store(settings, work))
+    print_import_report(report)
+    if report.rejected:
+        sys.exit(EXIT_REJECTED)
+
+
+def _parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for item in mappings:
+        field, sep, column = item.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise click.BadParameter(f"{item!r} is not FIELD=COLUMN", param_hint="--map")
+        parsed[field.strip()] = column.strip()
+    return parsed
+
+
+class _import_progress:
+    """A progress bar on a terminal; nothing when output is piped."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> Callable[[RowSource, ImportReport], None] | None:
+        if not err.is_terminal:
+            return None
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]:>12,} rows"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "stdin" if self.path == STDIN else Path(self.path).name, total=None, rows=0
+        )
+        return self.update
+
+    def update(self, source: RowSource, report: ImportReport) -> None:
+        assert self.progress is not None and self.task is not None
+        self.progress.update(
+            self.task,
+            completed=source.bytes_read,
+            total=source.total_bytes or None,
+            rows=report.read,
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def print_import_report(report: ImportReport) -> None:
+    rate = f"{report.rows_per_second:,.0f} rows/s"
+    out.print(f"Imported {report.kind} from {report.source} in {report.seconds:.1f} s ({rate})")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_row("read", f"{report.read:,}")
+    table.add_row("new", f"{report.inserted:,}")
+    if report.kind == "customers":
+        table.add_row("updated", f"{report.updated:,}")
+    table.add_row(
+        "unchanged" if report.kind == "customers" else "already stored", f"{report.unchanged:,}"
+    )
+    if report.customers_created:
+        table.add_row("customers created", f"{report.customers_created:,}")
+    if report.held:
+        table.add_row("dated after now", f"{report.held:,}  (counted once their time comes)")
+    rejected = f"{report.rejected:,}"
+    if report.rejected:
+        rejected += f"  → {report.rejects_path} (line and reason for each)"
+    table.add_row("rejected", rejected)
+    out.print(table)
+
+
+@cli.command("demo-data")
+@click.option("--customers", default=2_000, show_default=True, type=click.IntRange(1))
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=7, show_default=True, type=int)
+@common_options
+def demo_data(customers: int, days: int, seed: int) -> None:
+    """Generate realistic, deterministic customers and events into the store."""
+    from core.demo_data import load_demo_data
+
+    settings = _settings()
+
+    async def work(store: Store) -> None:
+        await load_demo_data(store, settings, customers=customers, days=days, seed=seed)
+
+    _run(_with_store(settings, work))
+    out.print(f"Loaded demo data: {customers:,} customers over {days} days (seed {seed}).")
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    default="cadence-demo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where the demo database goes.",
+)
+@click.option("--customers", default=5_000, show_default=True, type=click.IntRange(1))
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=7, show_default=True, type=int)
+@common_options
+def demo(directory: Path, customers: int, days: int, seed: int) -> None:
+    """The showcase: a fresh SQLite store with demo data, then a summary of it."""
+    from core.demo_data import prepare_demo_directory, run_demo
+
+    _settings()  # --now applies to the demo too
+    settings = load_settings(prepare_demo_directory(directory))
+    summary = _run(run_demo(settings, customers=customers, days=days, seed=seed))
+    print_summary(summary)
+    out.print(
+        f"\nThe demo store is {directory / 'cadence.db'}; explore it with "
+        f"`cadence --config {directory} db status`."
+    )
+
+
+def print_summary(summary: StoreSummary) -> None:
+    table = Table(title="Store", show_header=False, box=None, padding=(0, 2))
+    table.add_row("customers", f"{summary.customers:,}")
+    table.add_row("  who ever bought", f"{summary.purchasers:,}")
+    table.add_row("  who bought in the last 90 days", f"{summary.bought_last_90d:,}")
+    table.add_row("  active in the last 30 days", f"{summary.active_last_30d:,}")
+    table.add_row("revenue", f"{summary.revenue_total:,.2f}")
+    span = (
+        f"{summary.first_event:%Y-%m-%d} to {summary.last_event:%Y-%m-%d}"
+        if summary.first_event and summary.last_event
+        else "none"
+    )
+    table.add_row("events", f"{summary.events:,}  ({span})")
+    for kind, count in summary.events_by_type:
+        table.add_row(f"  {kind}", f"{count:,}")
+    out.print(table)
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print one JSON line each."""
+
+
+@bench.command("import")
+@click.option("--events", default=1_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--customers", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--database-url", help="Benchmark this database instead of a fresh SQLite file.")
+@common_options
+def bench_import(events: int, customers: int, database_url: str | None) -> None:
+    """Import EVENTS events from a CSV file and compare with plain sqlite3 executemany."""
+    from core.bench import benchmark_import
+
+    settings = _settings()
+    result = _run(
+        benchmark_import(settings, events=events, customers=customers, database_url=database_url)
+    )
+    click.echo(json.dumps(result))
+
+
+def _safe_url(settings: Settings) -> str:
+    from core.db import normalise_url
+
+    return normalise_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    try:
+        status = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CadenceError as exc:
+        err.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

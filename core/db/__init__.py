@@ -1,0 +1,127 @@
+"""Engine set-up and sessions for the store, on SQLite or PostgreSQL.
+
+SQLite is configured for several writers: WAL (readers never block the
+writer), foreign keys on, a busy timeout, and ``BEGIN IMMEDIATE`` for every
+writing transaction so two writers queue on the lock instead of both
+reading, then one failing or losing its update on commit. Reading sessions
+begin deferred, so the console never holds the write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from core.db.dialect import Backend
+from core.errors import ConfigError
+from core.settings import Settings, SqliteSettings
+
+_READ_ONLY = "cadence_read_only"
+
+
+def normalise_url(database_url: str) -> URL:
+    """Parse a database URL and pick Cadence's async driver for it.
+
+    ``sqlite:///x.db`` and ``postgresql://...`` are accepted and mapped to
+    aiosqlite and asyncpg; anything else is a configuration error.
+    """
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise ConfigError(
+            f"database_url {database_url!r} is not a database URL; use e.g. "
+            "sqlite+aiosqlite:///cadence.db or postgresql+asyncpg://user@host/db"
+        ) from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+asyncpg")
+    raise ConfigError(
+        f"database_url uses {backend!r}; Cadence supports SQLite (sqlite+aiosqlite:///file.db) "
+        "and PostgreSQL (postgresql+asyncpg://user@host/db)"
+    )
+
+
+class Store:
+    """The database: an async engine plus writing and reading sessions."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(
+            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
+
+    @property
+    def backend(self) -> Backend:
+        name = self.engine.dialect.name
+        return "postgresql" if name == "postgresql" else "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one writing transaction, committed on success."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only; on SQLite it never takes the write lock."""
+        async with self._read_sessions() as session, session.begin():
+            yield session
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def open_store(settings: Settings, **engine_options: Any) -> Store:
+    """Create the :class:`Store` that ``settings.database_url`` points at."""
+    return Store(create_engine(settings.database_url, settings.sqlite, **engine_options))
+
+
+def create_engine(
+    database_url: str, sqlite: SqliteSettings | None = None, **engine_options: Any
+) -> AsyncEngine:
+    url = normalise_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True, **engine_options)
+    tuning = sqlite or SqliteSettings()
+    engine = create_async_engine(
+        url, connect_args={"timeout": tuning.busy_timeout_ms / 1000}, **engine_options
+    )
+    _configure_sqlite(engine, tuning)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, tuning: SqliteSettings) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module so "begin" below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            f"busy_timeout={tuning.busy_timeout_ms}",
+            f"cache_size=-{tuning.cache_size_mib * 1024}",
+            "temp_store=MEMORY",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

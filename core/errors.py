@@ -1,0 +1,9 @@
+"""Errors a user can cause and fix, each carrying a message that says how."""
+
+
+class CadenceError(Exception):
+    """A problem the user can fix; the CLI prints the message without a traceback."""
+
+
+class ConfigError(CadenceError):
+    """A settings or program file is invalid; the message names the file and the key."""

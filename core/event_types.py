@@ -1,0 +1,12 @@
+"""Event types that the engine itself reads or writes.
+
+Any other type (``page_view``, ``cart_add``, ``big_win``...) is free-form and
+only means something to the rules that mention it.
+"""
+
+PURCHASE = "purchase"
+LOGIN = "login"
+REGISTERED = "registered"
+MESSAGE_SENT = "message_sent"
+MESSAGE_OPENED = "message_opened"
+MESSAGE_CLICKED = "message_clicked"

@@ -1,0 +1,223 @@
+"""Typed settings: a TOML file, overridden by ``CADENCE_*`` environment variables.
+
+Where the file comes from, in order: ``--config`` (a file, or a folder that
+holds ``cadence.toml``), ``$CADENCE_CONFIG``, ``./cadence.toml``, then the
+defaults shipped in the ``config`` package. Relative paths in the file are
+read from the file's folder, except the SQLite database, which lives in the
+working directory unless the URL says otherwise. Secrets are ``SecretStr``:
+they come from the environment or from files in ``secrets_dir`` and are never
+printed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from config import DEFAULT_SETTINGS_FILE
+from core.errors import ConfigError
+
+SETTINGS_FILE_NAME = "cadence.toml"
+ENV_PREFIX = "CADENCE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SqliteSettings(_Section):
+    """Tuning for the SQLite store; PostgreSQL ignores it."""
+
+    busy_timeout_ms: int = Field(30_000, ge=0)
+    cache_size_mib: int = Field(64, ge=1)
+
+
+class ImportSettings(_Section):
+    """Limits and batching for ``cadence import``."""
+
+    batch_size: int = Field(50_000, ge=1)
+    max_field_bytes: int = Field(64 * 1024, ge=1)
+
+
+class SmtpSettings(_Section):
+    """The outgoing mail server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1025, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+    tls: bool = False
+
+
+class ApiSettings(_Section):
+    """The HTTP API inside the scheduler process."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8625, ge=1, le=65535)
+    token: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """Everything Cadence reads from its settings file and the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: str = "sqlite+aiosqlite:///cadence.db"
+    time_zone: str = "UTC"
+    program_dir: Path = Path("program")
+    templates_dir: Path = Path("templates")
+    secrets_dir: Path | None = None
+    sqlite: SqliteSettings = SqliteSettings()
+    imports: ImportSettings = ImportSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    api: ApiSettings = ApiSettings()
+    settings_file: Path = Field(DEFAULT_SETTINGS_FILE, exclude=True)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'Europe/Lisbon'"
+            ) from None
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment wins over them.
+        return env_settings, init_settings, file_secret_settings
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def config_dir(self) -> Path:
+        return self.settings_file.parent
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the settings file, read relative to the file's folder."""
+        return path if path.is_absolute() else self.config_dir / path
+
+
+def find_settings_file(config: Path | None) -> Path:
+    """The settings file to read, following the order in the module docstring."""
+    explicit = config or (
+        Path(os.environ[f"{ENV_PREFIX}CONFIG"]) if os.environ.get(f"{ENV_PREFIX}CONFIG") else None
+    )
+    if explicit is not None:
+        candidate = explicit / SETTINGS_FILE_NAME if explicit.is_dir() else explicit
+        if not candidate.is_file():
+            raise ConfigError(
+                f"{candidate}: no such settings file; run `cadence init DIR` to create one"
+            )
+        return candidate.resolve()
+    local = Path.cwd() / SETTINGS_FILE_NAME
+    return local.resolve() if local.is_file() else DEFAULT_SETTINGS_FILE
+
+
+def load_settings(config: Path | None = None) -> Settings:
+    """Read and validate the settings; a bad file raises :class:`ConfigError`."""
+    path = find_settings_file(config)
+    text = _read_text(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    secrets_dir = data.get("secrets_dir") or os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+    kwargs: dict[str, Any] = {}
+    if secrets_dir:
+        kwargs["_secrets_dir"] = str(_relative_to(path, Path(secrets_dir)))
+    try:
+        return Settings(**data, settings_file=path, **kwargs)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(path, text, data, exc)) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the settings file: {exc.strerror}") from None
+
+
+def _relative_to(settings_file: Path, path: Path) -> Path:
+    return path if path.is_absolute() else settings_file.parent / path
+
+
+def _describe_errors(path: Path, text: str, data: dict[str, Any], exc: ValidationError) -> str:
+    lines = [f"{path}: invalid settings"]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key{_suggestion(loc)}"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        if _in_file(data, loc):
+            line = _line_of(text, loc)
+            where = f"line {line}, key `{key}`" if line else f"key `{key}`"
+        else:
+            where = f"environment variable {ENV_PREFIX}{'__'.join(loc).upper()}"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def _suggestion(loc: list[str]) -> str:
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _in_file(data: dict[str, Any], loc: list[str]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """Best-effort line number of ``a.b.key`` in a TOML file, for error messages."""
+    table, key = ".".join(loc[:-1]), loc[-1]
+    current = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$", line)
+        if header:
+            current = header.group(1)
+            continue
+        if current == table and re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return number
+    return None
