@@ -26,6 +26,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from core import clock
 from core.db import Store, create_engine
 from core.db.bulk import EVENT_COLUMNS
+from core.db.types import epoch_micros
 from core.ingest import import_file
 from core.migrations import upgrade
 from core.models import Base, Event
@@ -130,7 +131,7 @@ def _sqlite_floor(path: Path, rows: Any, settings: Settings) -> float:
             connection.execute(str(CreateIndex(index).compile(dialect=dialect)))
         connection.commit()
         values = [
-            (c, t, at.replace(tzinfo=None).isoformat(" ", "microseconds"), v, _json(p), s, k, d)
+            (c, t, epoch_micros(at.replace(tzinfo=None)), v, _json(p), s, k, d)
             for c, t, at, v, p, s, k, d in rows
         ]
         insert = (

@@ -26,7 +26,7 @@ from core import __version__, clock
 from core.db import Store, open_store
 from core.errors import CadenceError
 from core.ingest import ImportReport, Kind, import_file
-from core.ingest.source import STDIN, Format, RowSource
+from core.ingest.source import STDIN, Format
 from core.settings import Settings, load_settings
 from core.summary import StoreSummary
 
@@ -233,10 +233,12 @@ class _import_progress:
         self.path = path
         self.progress: Progress | None = None
         self.task: TaskID | None = None
+        self.total = 0
 
-    def __enter__(self) -> Callable[[RowSource, ImportReport], None] | None:
+    def __enter__(self) -> Callable[[ImportReport, int], None] | None:
         if not err.is_terminal:
             return None
+        self.total = 0 if self.path == STDIN else Path(self.path).stat().st_size
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -251,13 +253,10 @@ class _import_progress:
         )
         return self.update
 
-    def update(self, source: RowSource, report: ImportReport) -> None:
+    def update(self, report: ImportReport, bytes_read: int) -> None:
         assert self.progress is not None and self.task is not None
         self.progress.update(
-            self.task,
-            completed=source.bytes_read,
-            total=source.total_bytes or None,
-            rows=report.read,
+            self.task, completed=bytes_read, total=self.total or None, rows=report.read
         )
 
     def __exit__(self, *exc: object) -> None:

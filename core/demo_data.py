@@ -28,7 +28,7 @@ from core.errors import CadenceError
 from core.ingest.customers import CustomerImporter
 from core.ingest.events import EventImporter
 from core.ingest.report import ImportReport, RejectsFile
-from core.ingest.runner import Importer, run_import
+from core.ingest.runner import Importer, parse_chunks, run_import
 from core.ingest.source import Row
 from core.settings import Settings
 from core.summary import StoreSummary, summarise_store
@@ -329,8 +329,9 @@ async def _load(
     batch_size: int,
 ) -> ImportReport:
     rows = (Row(line, record, "") for line, record in enumerate(records, start=1))
+    chunks = parse_chunks(importer, rows, lambda: 0)
     return await run_import(
-        store, importer, rows, rejects, batch_size=batch_size, source_name=SOURCE
+        store, importer, chunks, rejects, batch_size=batch_size, source_name=SOURCE
     )
 
 

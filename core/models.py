@@ -92,10 +92,10 @@ class Event(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     dedupe_key: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (
-        UniqueConstraint("occurred_at", "dedupe_key"),
-        Index(None, "type", "occurred_at"),
-    )
+    # Every index here is paid for by every ingested event, so there is only the
+    # one that deduplication needs; queries by time range use it too. Add others
+    # when a measured query needs them.
+    __table_args__ = (UniqueConstraint("occurred_at", "dedupe_key"),)
 
 
 class CustomerRollup(Base):

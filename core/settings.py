@@ -45,6 +45,9 @@ class ImportSettings(_Section):
 
     batch_size: int = Field(50_000, ge=1)
     max_field_bytes: int = Field(64 * 1024, ge=1)
+    # Files at least this large are parsed in a second process while this one writes;
+    # below it the process start-up (about a third of a second) is not worth it.
+    parallel_parse_min_bytes: int = Field(8 * 1024 * 1024, ge=0)
 
 
 class SmtpSettings(_Section):
@@ -179,11 +182,13 @@ def _describe_errors(path: Path, text: str, data: dict[str, Any], exc: Validatio
             message = f"unknown key{_suggestion(loc)}"
         else:
             message = error["msg"].removeprefix("Value error, ")
-        if _in_file(data, loc):
+        variable = f"{ENV_PREFIX}{'__'.join(loc).upper()}"
+        if _in_environment(variable) or not _in_file(data, loc):
+            # The environment wins over the file, so a value set in both came from there.
+            where = f"environment variable {variable}"
+        else:
             line = _line_of(text, loc)
             where = f"line {line}, key `{key}`" if line else f"key `{key}`"
-        else:
-            where = f"environment variable {ENV_PREFIX}{'__'.join(loc).upper()}"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 
@@ -200,6 +205,10 @@ def _suggestion(loc: list[str]) -> str:
     return f"; did you mean `{close[0]}`?" if close else ""
 
 
+def _in_environment(variable: str) -> bool:
+    return any(name.upper() == variable for name in os.environ)
+
+
 def _in_file(data: dict[str, Any], loc: list[str]) -> bool:
     node: Any = data
     for part in loc:
@@ -210,13 +219,20 @@ def _in_file(data: dict[str, Any], loc: list[str]) -> bool:
 
 
 def _line_of(text: str, loc: list[str]) -> int | None:
-    """Best-effort line number of ``a.b.key`` in a TOML file, for error messages."""
+    """Best-effort line number of ``a.b.key`` in a TOML file, for error messages.
+
+    ``key`` is found as ``key = ...`` inside the table ``[a.b]``, or as a table
+    header ``[a.b.key]`` of its own (an unknown section).
+    """
     table, key = ".".join(loc[:-1]), loc[-1]
+    whole = ".".join(loc)
     current = ""
     for number, line in enumerate(text.splitlines(), start=1):
         header = re.match(r"\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$", line)
         if header:
             current = header.group(1)
+            if current == whole:
+                return number
             continue
         if current == table and re.match(rf"\s*{re.escape(key)}\s*=", line):
             return number

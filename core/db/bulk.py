@@ -11,14 +11,14 @@ rollups, so concurrent nodes never count an event twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Float, column, func, insert, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.dialect import backend_of, upsert
-from core.db.types import UtcDateTime, sqlite_timestamp
+from core.db.types import EPOCH, UtcDateTime
 from core.models import Event, PendingRollup
 from core.rollups import rollup_upsert
 
@@ -32,9 +32,12 @@ EVENT_COLUMNS = (
     "idempotency_key",
     "dedupe_key",
 )
-"""Field order of an event row: ``occurred_at`` naive UTC, ``properties`` JSON text."""
+"""Field order of an event row: ``occurred_at`` in epoch microseconds (UTC),
+``properties`` JSON text."""
 
-EventRow = tuple[int, str, datetime, float | None, str | None, str, str | None, int]
+EventRow = tuple[int, str, int, float | None, str | None, str, str | None, int]
+
+_MICROSECOND = timedelta(microseconds=1)
 
 _SQLITE_INSERT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 - a constant column list
@@ -75,10 +78,8 @@ async def _store_sqlite(session: AsyncSession, rows: list[EventRow], now: dateti
     # BEGIN IMMEDIATE makes this the only writer, so every rowid above `before` is ours.
     before = (await session.execute(select(func.coalesce(func.max(Event.id), 0)))).scalar_one()
     connection = await session.connection()
-    result = await connection.exec_driver_sql(
-        _SQLITE_INSERT,
-        [(c, t, sqlite_timestamp(at), v, p, s, k, d) for c, t, at, v, p, s, k, d in rows],
-    )
+    # Rows already carry SQLite's storage form (see core.db.types.UtcDateTime).
+    result = await connection.exec_driver_sql(_SQLITE_INSERT, rows)
     new = select(Event.customer_id, Event.type, Event.occurred_at, Event.value).where(
         Event.id > before
     )
@@ -98,7 +99,8 @@ async def _store_postgresql(
     connection = await session.connection()
     await connection.exec_driver_sql(_PG_STAGING)
     raw: Any = (await connection.get_raw_connection()).driver_connection
-    await raw.copy_records_to_table("events_incoming", records=rows, columns=EVENT_COLUMNS)
+    records = [(c, t, EPOCH + at * _MICROSECOND, v, p, s, k, d) for c, t, at, v, p, s, k, d in rows]
+    await raw.copy_records_to_table("events_incoming", records=records, columns=EVENT_COLUMNS)
     inserted = (
         upsert("postgresql", Event.__table__)
         .from_select(EVENT_COLUMNS, select(*(_incoming.c[name] for name in EVENT_COLUMNS)))

@@ -7,18 +7,26 @@ and importing the same input twice changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from core import clock
 from core.audit import record_action
 from core.db import Store
+from core.errors import CadenceError
 from core.ingest.customers import CustomerImporter
 from core.ingest.events import EventImporter
 from core.ingest.report import ImportReport, RejectsFile
-from core.ingest.runner import Importer, run_import
-from core.ingest.source import STDIN, Format, RowSource, format_of
+from core.ingest.runner import (
+    Importer,
+    ParseWorker,
+    Progress,
+    SourceSpec,
+    parse_chunks,
+    run_import,
+)
+from core.ingest.source import STDIN, Format, format_of
 from core.ingest.transactions import TransactionImporter
 from core.rollups import roll_up_due_events
 from core.settings import Settings
@@ -51,32 +59,43 @@ async def import_file(
     fmt: Format | None = None,
     mapping: Mapping[str, str] | None = None,
     rejects_path: Path | None = None,
-    on_progress: Callable[[RowSource, ImportReport], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> ImportReport:
     """Import ``path`` (or ``-`` for JSONL on standard input) and record it in the audit log."""
     file_format = "csv" if kind == "transactions" and fmt is None and path != STDIN else fmt
     importer = _importer(kind, settings, "import" if path == STDIN else f"import:{Path(path).name}")
-    source = RowSource(
+    spec = SourceSpec(
         path,
         format_of(path, file_format),
-        mapping=mapping,
-        required=importer.required,
-        max_field_bytes=settings.imports.max_field_bytes,
+        dict(mapping or {}),
+        importer.required,
+        settings.imports.max_field_bytes,
     )
     async with store.transaction() as session:
         await roll_up_due_events(session, clock.now())
-    try:
-        report = await run_import(
-            store,
-            importer,
-            source,
-            RejectsFile(rejects_path or default_rejects_path(path)),
-            batch_size=settings.imports.batch_size,
-            source_name=path,
-            on_progress=(lambda report: on_progress(source, report)) if on_progress else None,
-        )
-    finally:
-        source.close()
+    rejects = RejectsFile(rejects_path or default_rejects_path(path))
+    options: dict[str, Any] = {
+        "batch_size": settings.imports.batch_size,
+        "source_name": path,
+        "on_progress": on_progress,
+    }
+    if path != STDIN and input_size(path) >= settings.imports.parallel_parse_min_bytes:
+        report = await run_import(store, importer, ParseWorker(importer, spec), rejects, **options)
+    else:
+        source = spec.open()
+        try:
+            chunks = parse_chunks(importer, source, lambda: source.bytes_read)
+            report = await run_import(store, importer, chunks, rejects, **options)
+        finally:
+            source.close()
     async with store.transaction() as session:
         record_action(session, f"import.{kind}", path, report.as_dict())
     return report
+
+
+def input_size(path: str) -> int:
+    """The size of an input file in bytes; a missing file is a clear error."""
+    try:
+        return Path(path).stat().st_size
+    except OSError as exc:
+        raise CadenceError(f"{path}: cannot open: {exc.strerror}") from None

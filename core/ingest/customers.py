@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.dialect import backend_of, upsert
 from core.ingest import fields
 from core.ingest.report import ImportReport
-from core.ingest.runner import BatchItem
+from core.ingest.runner import Batch
 from core.ingest.source import Row
 from core.models import Customer
 
@@ -78,15 +78,15 @@ class CustomerImporter:
         return {key: value for key, value in record.items() if value is not None}
 
     async def write(
-        self, session: AsyncSession, batch: list[BatchItem[ParsedCustomer]], report: ImportReport
-    ) -> list[tuple[BatchItem[ParsedCustomer], str]]:
-        wanted = {item.record["external_id"] for item in batch}
+        self, session: AsyncSession, batch: Batch[ParsedCustomer], report: ImportReport
+    ) -> list[tuple[int, str]]:
+        wanted = {record["external_id"] for record in batch.records}
         stored = await _stored_customers(session, wanted)
         merged: dict[str, dict[str, Any]] = {}
-        for item in batch:
-            key = item.record["external_id"]
+        for record in batch.records:
+            key = record["external_id"]
             base = merged.get(key) or stored.get(key) or self._new_customer(key)
-            merged[key] = _merge(base, item.record)
+            merged[key] = _merge(base, record)
         changed = [row for key, row in merged.items() if row != stored.get(key)]
         for row in changed:
             row["updated_at"] = self.now

@@ -1,40 +1,61 @@
 """The import loop shared by customers, events and transactions.
 
-Rows are parsed in the event loop while the previous batch is written, so
-on SQLite the parsing overlaps the database's work in the driver's thread.
-Each batch is one transaction: an interrupted import keeps what it
-committed, and a re-run skips it because every write is idempotent.
+Parsing and writing run side by side. For a large file a worker process
+reads and parses it while this process writes the previous batch, so the
+two halves use two cores (threads would not: SQLite's ``executemany``
+needs the GIL for every row it binds). Each batch is one transaction: an
+interrupted import keeps what it committed, and a re-run skips it because
+every write is idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import queue
 import time
-from collections.abc import Callable, Iterable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Store
+from core.errors import CadenceError
 from core.ingest.report import ImportReport, RejectsFile
-from core.ingest.source import Rejected, RowError
-from core.ingest.source import Row as SourceRow
+from core.ingest.source import Rejected, Row, RowError, RowSource
 
 Parsed = TypeVar("Parsed")
 
-YIELD_EVERY = 2_000
-"""Rows parsed between two turns of the event loop (progress, the write in flight)."""
+CHUNK_ROWS = 5_000
+"""Rows parsed per chunk: the unit of hand-over from the parser and of progress."""
 
 
-class BatchItem(Generic[Parsed]):
-    """A parsed row on its way to the database, with what a late reject needs."""
+@dataclass
+class Batch(Generic[Parsed]):
+    """Parsed rows in columns (cheap to pass between processes): line, raw text, record."""
 
-    __slots__ = ("line", "raw", "record")
+    lines: list[int] = field(default_factory=list)
+    raws: list[str] = field(default_factory=list)
+    records: list[Parsed] = field(default_factory=list)
 
-    def __init__(self, line: int, raw: str, record: Parsed) -> None:
-        self.line = line
-        self.raw = raw
-        self.record = record
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def extend(self, other: Batch[Parsed]) -> None:
+        self.lines.extend(other.lines)
+        self.raws.extend(other.raws)
+        self.records.extend(other.records)
+
+
+@dataclass
+class Chunk(Generic[Parsed]):
+    """What the parser hands over: parsed rows, refused rows and how far it has read."""
+
+    batch: Batch[Parsed]
+    rejected: list[Rejected]
+    rows_read: int
+    bytes_read: int
 
 
 class Importer(Protocol[Parsed]):
@@ -43,73 +64,177 @@ class Importer(Protocol[Parsed]):
     kind: str
     required: tuple[str, ...]
 
-    def parse(self, row: SourceRow) -> Parsed:
+    def parse(self, row: Row) -> Parsed:
         """The row's record; raises :class:`RowError` to reject it."""
         ...
 
     async def write(
-        self, session: AsyncSession, batch: list[BatchItem[Parsed]], report: ImportReport
-    ) -> list[tuple[BatchItem[Parsed], str]]:
-        """Write a batch inside ``session``'s transaction; returns the items it refused."""
+        self, session: AsyncSession, batch: Batch[Parsed], report: ImportReport
+    ) -> list[tuple[int, str]]:
+        """Write a batch inside ``session``'s transaction; returns (index, reason) refused."""
         ...
 
 
-Progress = Callable[[ImportReport], None]
+Progress = Callable[[ImportReport, int], None]
+"""Called with the report so far and the bytes read."""
+
+
+def parse_chunks(
+    importer: Importer[Parsed], rows: Iterable[Row | Rejected], bytes_read: Callable[[], int]
+) -> Iterator[Chunk[Parsed]]:
+    """Parse ``rows`` into chunks of :data:`CHUNK_ROWS`."""
+    chunk: Chunk[Parsed] = Chunk(Batch(), [], 0, 0)
+    parse = importer.parse
+    lines, raws, records = chunk.batch.lines, chunk.batch.raws, chunk.batch.records
+    for row in rows:
+        chunk.rows_read += 1
+        if isinstance(row, Rejected):
+            chunk.rejected.append(row)
+        else:
+            try:
+                records.append(parse(row))
+            except RowError as error:
+                chunk.rejected.append(Rejected(row.line, str(error), row.raw))
+            else:
+                lines.append(row.line)
+                raws.append(row.raw)
+        if chunk.rows_read == CHUNK_ROWS:
+            chunk.bytes_read = bytes_read()
+            yield chunk
+            chunk = Chunk(Batch(), [], 0, 0)
+            lines, raws, records = chunk.batch.lines, chunk.batch.raws, chunk.batch.records
+    chunk.bytes_read = bytes_read()
+    yield chunk
 
 
 async def run_import(
     store: Store,
     importer: Importer[Parsed],
-    rows: Iterable[SourceRow | Rejected],
+    chunks: Iterable[Chunk[Parsed]] | ParseWorker[Parsed],
     rejects: RejectsFile,
     *,
     batch_size: int,
     source_name: str,
     on_progress: Progress | None = None,
 ) -> ImportReport:
+    """Write the parsed ``chunks`` in batches of ``batch_size``; bad rows go to ``rejects``."""
     report = ImportReport(kind=importer.kind, source=source_name, rejects_path=rejects.path)
     started = time.perf_counter()
     in_flight: asyncio.Task[None] | None = None
 
-    async def write(batch: list[BatchItem[Parsed]]) -> None:
+    async def write(batch: Batch[Parsed]) -> None:
         async with store.transaction() as session:
             refused = await importer.write(session, batch, report)
-        for item, reason in refused:
-            rejects.write(item.line, reason, item.raw)
+        for index, reason in refused:
+            rejects.write(batch.lines[index], reason, batch.raws[index])
         report.rejected += len(refused)
 
-    batch: list[BatchItem[Parsed]] = []
+    pending: Batch[Parsed] = Batch()
     try:
-        for count, row in enumerate(rows, start=1):
-            report.read += 1
-            if isinstance(row, Rejected):
-                rejects.write(row.line, row.reason, row.raw)
-                report.rejected += 1
-            else:
-                try:
-                    batch.append(BatchItem(row.line, row.raw, importer.parse(row)))
-                except RowError as error:
-                    rejects.write(row.line, str(error), row.raw)
-                    report.rejected += 1
-            if len(batch) >= batch_size:
+        async for chunk in _chunks(chunks):
+            report.read += chunk.rows_read
+            report.rejected += len(chunk.rejected)
+            for rejected in chunk.rejected:
+                rejects.write(rejected.line, rejected.reason, rejected.raw)
+            pending.extend(chunk.batch)
+            if len(pending) >= batch_size:
                 if in_flight is not None:
                     await in_flight
-                in_flight = asyncio.create_task(write(batch))
-                batch = []
-            if count % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-                if on_progress is not None:
-                    on_progress(report)
+                in_flight = asyncio.create_task(write(pending))
+                pending = Batch()
+            if on_progress is not None:
+                on_progress(report, chunk.bytes_read)
         if in_flight is not None:
             await in_flight
             in_flight = None
-        if batch:
-            await write(batch)
+        if len(pending):
+            await write(pending)
     finally:
         if in_flight is not None:
             await asyncio.gather(in_flight, return_exceptions=True)
         rejects.close()
     report.seconds = time.perf_counter() - started
-    if on_progress is not None:
-        on_progress(report)
     return report
+
+
+async def _chunks(source: Iterable[Chunk[Parsed]] | ParseWorker[Parsed]) -> Any:
+    if isinstance(source, ParseWorker):
+        async for chunk in source:
+            yield chunk
+        return
+    for chunk in source:
+        yield chunk
+        await asyncio.sleep(0)  # let the write in flight and the UI take their turn
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How to open a :class:`RowSource` again in another process."""
+
+    path: str
+    format: Any
+    mapping: dict[str, str]
+    required: tuple[str, ...]
+    max_field_bytes: int
+
+    def open(self) -> RowSource:
+        return RowSource(
+            self.path,
+            self.format,
+            mapping=self.mapping,
+            required=self.required,
+            max_field_bytes=self.max_field_bytes,
+        )
+
+
+def _parse_in_worker(importer: Importer[Any], spec: SourceSpec, out: Any) -> None:
+    """Worker process body: parse the file and send chunks; ``None`` ends, a str is an error."""
+    try:
+        source = spec.open()
+        try:
+            for chunk in parse_chunks(importer, source, lambda: source.bytes_read):
+                out.put(chunk)
+        finally:
+            source.close()
+    except CadenceError as error:
+        out.put(str(error))
+        return
+    out.put(None)
+
+
+class ParseWorker(Generic[Parsed]):
+    """Parses a file in a separate process and yields its chunks asynchronously."""
+
+    def __init__(self, importer: Importer[Parsed], spec: SourceSpec) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._queue: Any = context.Queue(maxsize=8)
+        self._process = context.Process(
+            target=_parse_in_worker, args=(importer, spec, self._queue), daemon=True
+        )
+
+    async def __aiter__(self) -> Any:
+        self._process.start()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                item = await loop.run_in_executor(None, self._next)
+                if item is None:
+                    return
+                if isinstance(item, str):
+                    raise CadenceError(item)
+                yield item
+        finally:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join()
+
+    def _next(self) -> Any:
+        while True:
+            try:
+                return self._queue.get(timeout=1)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise CadenceError(
+                        f"the parser process stopped unexpectedly (exit code "
+                        f"{self._process.exitcode}); re-run the import, it resumes safely"
+                    ) from None

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -24,14 +26,30 @@ STDIN = "-"
 # let it read large fields and reject the row ourselves with a clear reason.
 csv.field_size_limit(64 * 1024 * 1024)
 
+# Lines end at LF only (a lone CR is data, as in binary file iteration), ends kept
+# so that a quoted CSV field spanning lines keeps its line break.
+_LINES = re.compile(r"[^\n]*\n|[^\n]+\Z")
+_RAW_LINES = re.compile(rb"[^\n]*\n|[^\n]+\Z")
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One record of the input: its first line number, fields by column name, raw text."""
+    """One record of the input: its first line number, its data and its raw text.
+
+    A JSONL row's ``data`` is the object; a CSV row's is the list of values in
+    ``columns`` order, so that hot paths can read values by position.
+    """
 
     line: int
-    fields: Mapping[str, Any]
+    data: Mapping[str, Any] | list[str]
     raw: str
+    columns: tuple[str, ...] = ()
+
+    @property
+    def fields(self) -> Mapping[str, Any]:
+        """The row's values by field name."""
+        data = self.data
+        return dict(zip(self.columns, data, strict=True)) if isinstance(data, list) else data
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +101,6 @@ class RowSource:
         # --map TARGET=SOURCE: the file's SOURCE column feeds field TARGET.
         self._rename = {source: target for target, source in (mapping or {}).items()}
         self._stream: IO[bytes] = sys.stdin.buffer if path == STDIN else self._open(path)
-        self.total_bytes = 0 if path == STDIN else Path(path).stat().st_size
         self.bytes_read = 0
 
     @staticmethod
@@ -100,16 +117,41 @@ class RowSource:
     def __iter__(self) -> Iterator[Row | Rejected]:
         return self._csv_rows() if self.format == "csv" else self._jsonl_rows()
 
-    def _lines(self, bad_lines: set[int]) -> Iterator[str]:
-        """Decoded lines; a line that is not UTF-8 is noted in ``bad_lines``, not raised."""
-        for number, raw in enumerate(self._stream, start=1):
-            self.bytes_read += len(raw)
+    BLOCK_BYTES = 1 << 20
+
+    def _blocks(self, bad_lines: set[int]) -> Iterator[list[str]]:
+        """The input's lines, decoded a block at a time; a line that is not UTF-8 is
+        decoded with replacement characters and its number noted in ``bad_lines``."""
+        number = 0
+        tail = b""
+        while True:
+            data = self._stream.read(self.BLOCK_BYTES)
+            self.bytes_read += len(data)
+            if not data:
+                block, tail = tail, b""
+            else:
+                data = tail + data
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    tail = data
+                    continue
+                block, tail = data[:cut], data[cut:]
+            if not block:
+                return
+            if number == 0 and block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
             try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                lines = _LINES.findall(block.decode("utf-8"))
             except UnicodeDecodeError:
-                bad_lines.add(number)
-                line = raw.decode("utf-8", errors="replace")
-            yield line
+                lines = []
+                for offset, raw in enumerate(_RAW_LINES.findall(block), start=1):
+                    try:
+                        lines.append(raw.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        bad_lines.add(number + offset)
+                        lines.append(raw.decode("utf-8", errors="replace"))
+            number += len(lines)
+            yield lines
 
     def _too_long(self, values: Iterable[Any]) -> str | None:
         limit = self.max_field_bytes
@@ -120,8 +162,7 @@ class RowSource:
 
     def _csv_rows(self) -> Iterator[Row | Rejected]:
         bad: set[int] = set()
-        lines = self._lines(bad)
-        reader = csv.reader(lines, strict=True)
+        reader = csv.reader(chain.from_iterable(self._blocks(bad)), strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -130,7 +171,7 @@ class RowSource:
             raise CadenceError(f"{self.path}: cannot read the CSV header: {exc}") from None
         if 1 in bad:
             raise CadenceError(f"{self.path}: the header line is not UTF-8 text")
-        columns = self._columns([name.strip() for name in header])
+        columns = tuple(self._columns([name.strip() for name in header]))
         width = len(columns)
         last = reader.line_num
         while True:
@@ -151,10 +192,10 @@ class RowSource:
                 continue  # a blank line carries no record
             elif len(values) != width:
                 yield Rejected(first, f"expected {width} columns, found {len(values)}", raw)
-            elif (oversize := self._too_long(values)) is not None:
+            elif len(raw) * 4 > self.max_field_bytes and (oversize := self._too_long(values)):
                 yield Rejected(first, oversize, raw[:200])
             else:
-                yield Row(first, dict(zip(columns, values, strict=True)), raw)
+                yield Row(first, values, raw, columns)
 
     def _columns(self, header: list[str]) -> list[str]:
         columns = [self._rename.get(name, name) for name in header]
@@ -173,7 +214,8 @@ class RowSource:
     def _jsonl_rows(self) -> Iterator[Row | Rejected]:
         bad: set[int] = set()
         rename = self._rename
-        for number, line in enumerate(self._lines(bad), start=1):
+        lines = chain.from_iterable(self._blocks(bad))
+        for number, line in enumerate(lines, start=1):
             text = line.strip()
             if not text:
                 continue

@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import event_types
 from core.db.bulk import EventRow, store_events
 from core.db.dialect import backend_of, least, upsert
+from core.db.types import epoch_micros
 from core.ingest import fields
 from core.ingest.events import CustomerDirectory, dedupe_key
 from core.ingest.report import ImportReport
-from core.ingest.runner import BatchItem
+from core.ingest.runner import Batch
 from core.ingest.source import Row, RowError
 from core.models import Customer
 
@@ -60,11 +61,10 @@ class TransactionImporter:
         return (customer, at, quantity, amount, key)
 
     async def write(
-        self, session: AsyncSession, batch: list[BatchItem[ParsedTransaction]], report: ImportReport
-    ) -> list[tuple[BatchItem[ParsedTransaction], str]]:
+        self, session: AsyncSession, batch: Batch[ParsedTransaction], report: ImportReport
+    ) -> list[tuple[int, str]]:
         first: dict[str, datetime] = {}
-        for item in batch:
-            customer, at = item.record[0], item.record[1]
+        for customer, at, *_ in batch.records:
             if customer not in first or at < first[customer]:
                 first[customer] = at
         known = await self.customers.resolve(session, first)
@@ -75,14 +75,14 @@ class TransactionImporter:
             (
                 ids[customer],
                 event_types.PURCHASE,
-                at,
+                epoch_micros(at),
                 amount,
                 f'{{"quantity":{quantity}}}',
                 self.source,
                 None,
                 key,
             )
-            for customer, at, quantity, amount, key in (item.record for item in batch)
+            for customer, at, quantity, amount, key in batch.records
         ]
         stored = await store_events(session, rows, self.now)
         report.inserted += stored.inserted

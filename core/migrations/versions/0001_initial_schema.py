@@ -11,9 +11,11 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-# Times are naive UTC (see core.db.types.UtcDateTime); JSON is jsonb on PostgreSQL.
+# See core.db.types for why each type differs between the dialects.
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Moments: naive UTC timestamp on PostgreSQL, epoch microseconds on SQLite.
+UTC_TIME = sa.DateTime().with_variant(sa.BigInteger(), "sqlite")
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -25,7 +27,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_log",
         sa.Column("id", BIG_ID, nullable=False),
-        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("at", UTC_TIME, nullable=False),
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("target", sa.String(length=255), nullable=True),
@@ -46,13 +48,13 @@ def upgrade() -> None:
         sa.Column("locale", sa.String(length=35), nullable=True),
         sa.Column("time_zone", sa.String(length=64), nullable=True),
         sa.Column("birthday", sa.Date(), nullable=True),
-        sa.Column("registered_at", sa.DateTime(), nullable=False),
+        sa.Column("registered_at", UTC_TIME, nullable=False),
         sa.Column("attributes", JSON_DOC, nullable=False),
         sa.Column("consent_email", sa.Boolean(), nullable=True),
         sa.Column("consent_sms", sa.Boolean(), nullable=True),
         sa.Column("consent_push", sa.Boolean(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", UTC_TIME, nullable=False),
+        sa.Column("updated_at", UTC_TIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
         sa.UniqueConstraint("external_id", name=op.f("uq_customers_external_id")),
     )
@@ -69,15 +71,15 @@ def upgrade() -> None:
         sa.Column("address", sa.String(length=320), nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=False),
         sa.Column("source", sa.String(length=64), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", UTC_TIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_suppressions")),
         sa.UniqueConstraint("channel", "address", name=op.f("uq_suppressions_channel_address")),
     )
     op.create_table(
         "customer_rollups",
         sa.Column("customer_id", BIG_ID, nullable=False),
-        sa.Column("first_purchase_at", sa.DateTime(), nullable=True),
-        sa.Column("last_purchase_at", sa.DateTime(), nullable=True),
+        sa.Column("first_purchase_at", UTC_TIME, nullable=True),
+        sa.Column("last_purchase_at", UTC_TIME, nullable=True),
         sa.Column("purchase_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column(
             "revenue_total",
@@ -85,12 +87,12 @@ def upgrade() -> None:
             server_default=sa.text("0"),
             nullable=False,
         ),
-        sa.Column("last_login_at", sa.DateTime(), nullable=True),
-        sa.Column("last_open_at", sa.DateTime(), nullable=True),
-        sa.Column("last_click_at", sa.DateTime(), nullable=True),
-        sa.Column("last_message_at", sa.DateTime(), nullable=True),
-        sa.Column("first_event_at", sa.DateTime(), nullable=True),
-        sa.Column("last_event_at", sa.DateTime(), nullable=True),
+        sa.Column("last_login_at", UTC_TIME, nullable=True),
+        sa.Column("last_open_at", UTC_TIME, nullable=True),
+        sa.Column("last_click_at", UTC_TIME, nullable=True),
+        sa.Column("last_message_at", UTC_TIME, nullable=True),
+        sa.Column("first_event_at", UTC_TIME, nullable=True),
+        sa.Column("last_event_at", UTC_TIME, nullable=True),
         sa.Column("event_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"],
@@ -105,7 +107,7 @@ def upgrade() -> None:
         sa.Column("id", BIG_ID, nullable=False),
         sa.Column("customer_id", BIG_ID, nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
-        sa.Column("occurred_at", sa.DateTime(), nullable=False),
+        sa.Column("occurred_at", UTC_TIME, nullable=False),
         sa.Column("value", sa.Numeric(precision=16, scale=2, asdecimal=False), nullable=True),
         sa.Column("properties", JSON_DOC, nullable=True),
         sa.Column("source", sa.String(length=64), nullable=False),
@@ -122,15 +124,10 @@ def upgrade() -> None:
             "occurred_at", "dedupe_key", name=op.f("uq_events_occurred_at_dedupe_key")
         ),
     )
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_events_type_occurred_at"), ["type", "occurred_at"], unique=False
-        )
-
     op.create_table(
         "pending_rollups",
         sa.Column("event_id", BIG_ID, nullable=False),
-        sa.Column("occurred_at", sa.DateTime(), nullable=False),
+        sa.Column("occurred_at", UTC_TIME, nullable=False),
         sa.ForeignKeyConstraint(
             ["event_id"],
             ["events.id"],
@@ -150,8 +147,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_pending_rollups_occurred_at"))
 
     op.drop_table("pending_rollups")
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_events_type_occurred_at"))
 
     op.drop_table("events")
     op.drop_table("customer_rollups")
