@@ -36,8 +36,10 @@ EXIT_REJECTED = 3
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: lines are never broken at the terminal's width, so paths, URLs and
+# messages stay whole in logs, pipes and scripts (tables still fit the width).
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -120,8 +122,10 @@ def config() -> None:
 def config_show() -> None:
     """Print the effective settings (file plus environment); secrets are masked."""
     settings = _settings()
+    shown = settings.model_dump(mode="json", exclude={"settings_file"})
+    shown["database_url"] = _masked_url(settings.database_url)
     out.print(f"# from {settings.settings_file}")
-    out.print_json(settings.model_dump_json(exclude={"settings_file"}))
+    out.print_json(data=shown)
 
 
 @cli.group()
@@ -198,7 +202,7 @@ def import_command(
     mapping = _parse_mappings(mappings)
 
     async def work(store: Store) -> ImportReport:
-        with _import_progress(file) as on_progress:
+        with ImportProgress(file) as on_progress:
             return await import_file(
                 store,
                 settings,
@@ -226,7 +230,7 @@ def _parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
     return parsed
 
 
-class _import_progress:
+class ImportProgress:
     """A progress bar on a terminal; nothing when output is piped."""
 
     def __init__(self, path: str) -> None:
@@ -368,6 +372,17 @@ def bench_import(events: int, customers: int, database_url: str | None) -> None:
         benchmark_import(settings, events=events, customers=customers, database_url=database_url)
     )
     click.echo(json.dumps(result))
+
+
+def _masked_url(database_url: str) -> str:
+    """``database_url`` with its password, if any, replaced by asterisks."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return database_url if "@" not in database_url else "(not a valid URL; hidden)"
 
 
 def _safe_url(settings: Settings) -> str:

@@ -177,7 +177,12 @@ def _customer(rng: random.Random, number: int, start: datetime, now: datetime) -
         },
     }
     events = [_event(external_id, "registered", registered, None, {"channel": "web"})]
-    for low, high in active_spans:
+    for index, (low, high) in enumerate(active_spans):
+        if index:  # a comeback always shows: the customer logs in again
+            device = rng.choice(("ios", "android", "web"))
+            events.append(
+                _event(external_id, "login", calendar.between(low, high), None, {"device": device})
+            )
         events.extend(_activity(rng, external_id, persona, favourite, low, high, calendar))
     events.sort(key=lambda event: str(event["occurred_at"]))
     return Customer(external_id, profile, events)
@@ -197,13 +202,18 @@ def _timeline(
     registered = calendar.between(start, min(start + (now - start) * 0.4, recent))
     if persona.name in ("regular", "high-roller"):
         return registered, [(registered, now)]
-    # Lapsed customers went quiet at least ~70 days ago; returners came back recently.
+    # Lapsed customers went quiet at least 63 days ago (inactive after 60). Returners
+    # went quiet too and came back in the last 25 days, after more than 60 days away,
+    # so they count as reactivated.
     stop = registered + (now - registered) * rng.uniform(0.2, 0.5)
     stop = max(min(stop, now - timedelta(days=70 + rng.randrange(40))), registered)
     first_span = (registered, min(stop + timedelta(days=7), now))
     if persona.name == "lapsed":
         return registered, [first_span]
     comeback = now - timedelta(days=rng.randrange(3, 25))
+    quiet_until = comeback - timedelta(days=64)
+    if first_span[1] > quiet_until:
+        first_span = (registered, max(quiet_until, registered))
     return registered, [first_span, (max(comeback, first_span[1]), now)]
 
 

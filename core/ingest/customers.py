@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.dialect import backend_of, upsert
+from core.db.dialect import backend_of, serialize_writers, upsert
 from core.ingest import fields
 from core.ingest.report import ImportReport
 from core.ingest.runner import Batch
@@ -74,12 +74,16 @@ class CustomerImporter:
         attributes.update(
             (name, value) for name, value in f.items() if name not in _KNOWN and fields.given(value)
         )
+        fields.without_nul(attributes, "attributes")
         record["attributes"] = attributes
         return {key: value for key, value in record.items() if value is not None}
 
     async def write(
         self, session: AsyncSession, batch: Batch[ParsedCustomer], report: ImportReport
     ) -> list[tuple[int, str]]:
+        # Read-merge-write: on PostgreSQL two imports at once would each merge into the
+        # same stored row and the later commit would drop the other's changes.
+        await serialize_writers(session, "customers")
         wanted = {record["external_id"] for record in batch.records}
         stored = await _stored_customers(session, wanted)
         merged: dict[str, dict[str, Any]] = {}

@@ -30,7 +30,7 @@ from core.models import Customer
 _KNOWN = frozenset(
     {"customer_id", "type", "occurred_at", "value", "source", "idempotency_key", "properties"}
 )
-_SIMPLE_ID = re.compile(r"\S(?:[^\r\n]{0,253}\S)?")
+_SIMPLE_ID = re.compile(r"[^\s\x00](?:[^\r\n\x00]{0,253}[^\s\x00])?")
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # what _JSON does to a string
@@ -169,7 +169,7 @@ class EventImporter:
             return None
         parts = [f"{prefix}{_quote(values[i])}" for prefix, i in layout.extras if values[i]]
         document = "{" + ",".join(parts) + "}" if parts else None
-        if document is not None and len(document) > self.max_bytes:
+        if document is not None and ("\\u0000" in document or len(document) * 4 > self.max_bytes):
             return None
         dedupe = dedupe_key(customer, kind, str(at), repr(value), document or "")
         return (customer, kind, at, value, document, self.default_source, None, dedupe)
@@ -200,8 +200,9 @@ class EventImporter:
                 properties[name] = item
         if not properties:
             return None
+        fields.without_nul(properties, "properties")
         document = _JSON.encode(properties)
-        if len(document) > self.max_bytes:
+        if len(document) * 4 > self.max_bytes and len(document.encode()) > self.max_bytes:
             raise RowError(f"`properties` are larger than {self.max_bytes // 1024} KiB")
         return document
 

@@ -44,6 +44,8 @@ def text(value: Any, field: str, *, max_length: int, required: bool = False) -> 
         value = str(value)
     if "\n" in value or "\r" in value:
         raise RowError(f"`{field}` contains a line break")
+    if "\x00" in value:
+        raise RowError(f"`{field}` contains a NUL character")
     value = value.strip()
     if len(value) > max_length:
         raise RowError(f"`{field}` is longer than {max_length} characters")
@@ -192,3 +194,20 @@ def json_object(value: Any, field: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise RowError(f"`{field}` must be a JSON object")
     return value
+
+
+def without_nul(document: Any, field: str) -> None:
+    """Refuse a NUL character anywhere in a JSON document (keys and string values):
+    PostgreSQL stores neither ``\\u0000`` in jsonb nor NUL in text, so the row must not
+    reach the database, where it would fail its whole batch."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise RowError(f"`{field}` contains a NUL character")
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

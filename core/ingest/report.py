@@ -13,7 +13,7 @@ from core.errors import CadenceError
 class RejectsFile:
     """Writes each rejected row as one JSON line: ``{"line", "reason", "record"}``.
 
-    The file is created on the first reject, so a clean import leaves nothing behind.
+    The file is (re)created on the first reject, so it always describes the latest run.
     """
 
     def __init__(self, path: Path) -> None:
@@ -38,8 +38,12 @@ class RejectsFile:
         self.count += 1
 
     def close(self) -> None:
+        """Finish the file; with no rejects, remove one an earlier run left, which would
+        otherwise describe rows this run imported."""
         if self._stream is not None:
             self._stream.close()
+        elif self.path.is_file():
+            self.path.unlink()
 
 
 @dataclass

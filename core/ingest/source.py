@@ -100,6 +100,9 @@ class RowSource:
         self.max_field_bytes = max_field_bytes
         # --map TARGET=SOURCE: the file's SOURCE column feeds field TARGET.
         self._rename = {source: target for target, source in (mapping or {}).items()}
+        # Decoded blocks as (first line number, lines), kept until the records in them
+        # are read, so a rejected record is written exactly as it stood in the file.
+        self._kept: list[tuple[int, list[str]]] = []
         self._stream: IO[bytes] = sys.stdin.buffer if path == STDIN else self._open(path)
         self.bytes_read = 0
 
@@ -150,6 +153,8 @@ class RowSource:
                     except UnicodeDecodeError:
                         bad_lines.add(number + offset)
                         lines.append(raw.decode("utf-8", errors="replace"))
+            if self.format == "csv":
+                self._kept.append((number + 1, lines))
             number += len(lines)
             yield lines
 
@@ -182,10 +187,11 @@ class RowSource:
                 return
             except csv.Error as exc:
                 last = reader.line_num
-                yield Rejected(first, f"malformed CSV: {exc}", "")
+                span = f"line {first}" if last <= first else f"lines {first}-{last}"
+                yield Rejected(first, f"malformed CSV ({span}): {exc}", self._text(first, last))
                 continue
             last = reader.line_num
-            raw = ",".join(values)
+            raw = self._text(first, last)
             if bad and any(n in bad for n in range(first, last + 1)):
                 yield Rejected(first, "not valid UTF-8 text", raw)
             elif not values:
@@ -196,6 +202,19 @@ class RowSource:
                 yield Rejected(first, oversize, raw[:200])
             else:
                 yield Row(first, values, raw, columns)
+
+    def _text(self, first: int, last: int) -> str:
+        """Lines ``first`` to ``last`` as they stood in the input, without the final newline."""
+        kept = self._kept
+        while len(kept) > 1 and kept[1][0] <= first:
+            del kept[0]
+        start, lines = kept[0]
+        if last - start < len(lines):
+            text = "".join(lines[first - start : last - start + 1])
+        else:
+            spanned = [line for _, block in kept for line in block]
+            text = "".join(spanned[first - start : last - start + 1])
+        return text.rstrip("\r\n")
 
     def _columns(self, header: list[str]) -> list[str]:
         columns = [self._rename.get(name, name) for name in header]
@@ -222,7 +241,7 @@ class RowSource:
             if number in bad:
                 yield Rejected(number, "not valid UTF-8 text", text)
                 continue
-            if len(text) > self.max_field_bytes and len(text.encode()) > self.max_field_bytes:
+            if len(text) * 4 > self.max_field_bytes and len(text.encode()) > self.max_field_bytes:
                 oversize = self._too_long(_leaves(text))
                 if oversize is not None:
                     yield Rejected(number, oversize, text[:200])
