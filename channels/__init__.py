@@ -1,0 +1,1 @@
+"""Delivery adapters (SMTP, SMS, webhook, in-app, file) behind one small protocol."""

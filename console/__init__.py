@@ -1,0 +1,1 @@
+"""The Textual operations console: screens, widgets and app.tcss."""
