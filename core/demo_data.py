@@ -14,7 +14,7 @@ same validation, idempotency and rollups as a real import.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -334,7 +334,7 @@ async def load_demo_data(
 async def _load(
     store: Store,
     importer: Importer[Any],
-    records: Iterator[dict[str, Any]] | Any,
+    records: Iterable[dict[str, Any]],
     rejects: RejectsFile,
     batch_size: int,
 ) -> ImportReport:

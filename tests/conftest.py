@@ -45,28 +45,25 @@ async def _migrate(url: str) -> None:
         await store.close()
 
 
-async def _create_postgres_database() -> str:
-    """Create a uniquely named database; returns its URL."""
-    admin = make_url(_postgres_admin_url())
-    name = f"cadence_test_{uuid.uuid4().hex[:12]}"
-    engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
+async def _administer(statement: str) -> None:
+    """Run a statement that must not be in a transaction (CREATE/DROP DATABASE)."""
+    engine = create_async_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+            await connection.execute(text(statement))
     finally:
         await engine.dispose()
-    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+async def _create_postgres_database() -> str:
+    """Create a uniquely named database; returns its URL."""
+    name = f"cadence_test_{uuid.uuid4().hex[:12]}"
+    await _administer(f'CREATE DATABASE "{name}"')
+    return make_url(_postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
 
 
 async def _drop_postgres_database(url: str) -> None:
-    admin = make_url(_postgres_admin_url())
-    name = make_url(url).database
-    engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await engine.dispose()
+    await _administer(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

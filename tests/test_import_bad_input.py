@@ -20,28 +20,14 @@ from core.errors import CadenceError
 from core.ingest import Kind, import_file
 from core.models import Customer, Event
 from core.settings import Settings
+from tests.helpers import customers, rejects_of, seed_customers, write, write_bytes
 
 BIG = 70 * 1024
 """Bigger than the 64 KiB field limit."""
 
 
-def write_bytes(path: Path, data: bytes) -> str:
-    path.write_bytes(data)
-    return str(path)
-
-
-def write(path: Path, text: str) -> str:
-    return write_bytes(path, text.encode())
-
-
 def jsonl_line(record: Any) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode() + b"\n"
-
-
-def rejects_of(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def assert_rejects(path: Path, expected: list[tuple[int, str]]) -> list[dict[str, Any]]:
@@ -59,12 +45,6 @@ def assert_rejects(path: Path, expected: list[tuple[int, str]]) -> list[dict[str
     return found
 
 
-async def customers(store: Store) -> dict[str, Customer]:
-    async with store.reading() as session:
-        rows = (await session.execute(select(Customer))).scalars().all()
-    return {row.external_id: row for row in rows}
-
-
 async def events(store: Store) -> list[tuple[str, str]]:
     async with store.reading() as session:
         rows = (
@@ -75,11 +55,6 @@ async def events(store: Store) -> list[tuple[str, str]]:
             )
         ).all()
     return [(external_id, kind) for external_id, kind in rows]
-
-
-async def seed_customers(store: Store, settings: Settings, tmp_path: Path, *ids: str) -> None:
-    path = write(tmp_path / "seed.csv", "customer_id\n" + "".join(f"{i}\n" for i in ids))
-    assert (await import_file(store, settings, "customers", path)).inserted == len(ids)
 
 
 async def test_a_customers_csv_with_every_kind_of_bad_row(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,10 @@ from core import clock
 from core.db import Store
 from core.errors import CadenceError
 from core.ingest import import_file
-from core.models import AuditEntry, Customer
+from core.models import AuditEntry
 from core.settings import ImportSettings, Settings
 from tests.conftest import NOW
+from tests.helpers import customers, jsonl, rejects_of, write
 
 PROFILE = (
     "external_id",
@@ -34,27 +34,6 @@ PROFILE = (
     "created_at",
     "updated_at",
 )
-
-
-def write(path: Path, text: str) -> str:
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def jsonl(path: Path, *records: dict[str, Any]) -> str:
-    return write(path, "".join(json.dumps(record) + "\n" for record in records))
-
-
-def rejects_of(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-async def customers(store: Store) -> dict[str, Customer]:
-    async with store.reading() as session:
-        rows = (await session.execute(select(Customer))).scalars().all()
-    return {row.external_id: row for row in rows}
 
 
 async def snapshot(store: Store) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,35 +13,15 @@ from sqlalchemy import func, select
 from core import clock
 from core.db import Store
 from core.ingest import import_file
-from core.models import Customer, CustomerRollup, Event, PendingRollup
+from core.models import Customer, Event, PendingRollup
 from core.rollups import roll_up_due_events
 from core.settings import ImportSettings, Settings
 from tests.conftest import NOW
-
-
-def write(path: Path, text: str) -> str:
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def jsonl(path: Path, *records: dict[str, Any]) -> str:
-    return write(path, "".join(json.dumps(record) + "\n" for record in records))
-
-
-def rejects_of(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+from tests.helpers import jsonl, rejects_of, rollup_rows, seed_customers, write
 
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
-
-
-async def seed_customers(store: Store, settings: Settings, tmp_path: Path, *ids: str) -> None:
-    path = write(tmp_path / "seed-customers.csv", "customer_id\n" + "".join(f"{i}\n" for i in ids))
-    report = await import_file(store, settings, "customers", path)
-    assert report.inserted == len(ids)
 
 
 @dataclass(frozen=True)
@@ -81,14 +60,7 @@ async def stored_events(store: Store) -> list[StoredEvent]:
 
 async def rollups(store: Store) -> dict[str, dict[str, Any]]:
     """Every customer's rollup row (money rounded to cents), by external id."""
-    async with store.reading() as session:
-        rows = (
-            await session.execute(
-                select(Customer.external_id, CustomerRollup).join(
-                    Customer, Customer.id == CustomerRollup.customer_id
-                )
-            )
-        ).all()
+    rows = await rollup_rows(store)
     return {
         external_id: {
             "first_purchase_at": rollup.first_purchase_at,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ from sqlalchemy import select
 from core import clock
 from core.db import Store
 from core.ingest import import_file
-from core.models import Customer, CustomerRollup, Event
+from core.models import Customer, Event
 from core.settings import ImportSettings, Settings
 from tests.conftest import NOW
+from tests.helpers import customers, rejects_of, rollup_rows, write
 
 CDNOW = (
     "customer_id,date,quantity,amount\n"
@@ -30,25 +30,8 @@ CDNOW = (
 )
 
 
-def write(path: Path, text: str) -> str:
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def rejects_of(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 def day(year: int, month: int, on: int) -> datetime:
     return datetime(year, month, on, tzinfo=UTC)
-
-
-async def customers(store: Store) -> dict[str, Customer]:
-    async with store.reading() as session:
-        rows = (await session.execute(select(Customer))).scalars().all()
-    return {row.external_id: row for row in rows}
 
 
 async def purchases(store: Store) -> list[tuple[str, str, datetime, float | None, Any, str]]:
@@ -71,14 +54,7 @@ async def purchases(store: Store) -> list[tuple[str, str, datetime, float | None
 
 
 async def rollups(store: Store) -> dict[str, tuple[datetime | None, datetime | None, int, float]]:
-    async with store.reading() as session:
-        rows = (
-            await session.execute(
-                select(Customer.external_id, CustomerRollup).join(
-                    Customer, Customer.id == CustomerRollup.customer_id
-                )
-            )
-        ).all()
+    rows = await rollup_rows(store)
     return {
         external_id: (
             rollup.first_purchase_at,

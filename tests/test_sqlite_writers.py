@@ -27,6 +27,7 @@ from core.migrations import upgrade
 from core.models import Customer, CustomerRollup, Event
 from core.settings import ImportSettings, Settings, SqliteSettings
 from tests.conftest import NOW
+from tests.helpers import rollup_rows, write
 
 PROCESSES = 4
 INCREMENTS = 40
@@ -194,11 +195,6 @@ async def test_a_writer_waits_for_the_lock_then_reads_the_committed_value(
 # Two imports at once, on both backends ---------------------------------------------------
 
 
-def _write(path: Path, text: str) -> str:
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
 def _event_file(
     path: Path, customers: list[str], rows: int, seed: int
 ) -> tuple[str, list[tuple[str, str, datetime, float | None]]]:
@@ -213,18 +209,11 @@ def _event_file(
     body = "".join(
         f"{c},{k},{m.isoformat()},{'' if v is None else v},{seed}\n" for c, k, m, v in events
     )
-    return _write(path, "customer_id,type,occurred_at,value,file\n" + body), events
+    return write(path, "customer_id,type,occurred_at,value,file\n" + body), events
 
 
 async def _rollup_totals(store: Store) -> dict[str, tuple[Any, ...]]:
-    async with store.reading() as session:
-        rows = (
-            await session.execute(
-                select(Customer.external_id, CustomerRollup).join(
-                    Customer, Customer.id == CustomerRollup.customer_id
-                )
-            )
-        ).all()
+    rows = await rollup_rows(store)
     return {
         external_id: (
             r.purchase_count,
@@ -269,7 +258,7 @@ async def test_two_concurrent_event_imports_give_exact_rollups(
     store: Store, settings: Settings, tmp_path: Path, frozen_clock: clock.FixedClock
 ) -> None:
     customers = [f"c{n}" for n in range(30)]
-    seed = _write(tmp_path / "customers.csv", "customer_id\n" + "\n".join(customers) + "\n")
+    seed = write(tmp_path / "customers.csv", "customer_id\n" + "\n".join(customers) + "\n")
     await import_file(store, settings, "customers", seed)
     batched = settings.model_copy(update={"imports": ImportSettings(batch_size=500)})
     first_path, first_events = _event_file(tmp_path / "a.csv", customers, 6_000, seed=1)
@@ -300,12 +289,12 @@ async def test_two_concurrent_transaction_imports_create_each_customer_once(
 ) -> None:
     customers = [f"n{n}" for n in range(2_000)]
     header = "customer_id,date,quantity,amount\n"
-    first = _write(
+    first = write(
         tmp_path / "a.csv",
         header
         + "".join(f"{c},19970{1 + n % 9}01,1,{n % 50}.25\n" for n, c in enumerate(customers)),
     )
-    second = _write(
+    second = write(
         tmp_path / "b.csv",
         header
         + "".join(f"{c},1996{10 + n % 3}15,2,{n % 30}.50\n" for n, c in enumerate(customers)),
@@ -340,8 +329,8 @@ async def test_two_concurrent_customer_imports_merge_both_files(
     store: Store, settings: Settings, tmp_path: Path, frozen_clock: clock.FixedClock
 ) -> None:
     ids = [f"c{n}" for n in range(3_000)]
-    first = _write(tmp_path / "a.csv", "customer_id,a\n" + "".join(f"{i},1\n" for i in ids))
-    second = _write(tmp_path / "b.csv", "customer_id,b\n" + "".join(f"{i},2\n" for i in ids))
+    first = write(tmp_path / "a.csv", "customer_id,a\n" + "".join(f"{i},1\n" for i in ids))
+    second = write(tmp_path / "b.csv", "customer_id,b\n" + "".join(f"{i},2\n" for i in ids))
     batched = settings.model_copy(update={"imports": ImportSettings(batch_size=300)})
     other = Store(create_engine(settings.database_url, settings.sqlite))
     try:
@@ -363,7 +352,7 @@ async def test_the_same_file_imported_by_two_nodes_at_once_counts_once(
     store: Store, settings: Settings, tmp_path: Path, frozen_clock: clock.FixedClock
 ) -> None:
     customers = [f"c{n}" for n in range(30)]
-    seed = _write(tmp_path / "customers.csv", "customer_id\n" + "\n".join(customers) + "\n")
+    seed = write(tmp_path / "customers.csv", "customer_id\n" + "\n".join(customers) + "\n")
     await import_file(store, settings, "customers", seed)
     batched = settings.model_copy(update={"imports": ImportSettings(batch_size=500)})
     path, events = _event_file(tmp_path / "a.csv", customers, 6_000, seed=3)

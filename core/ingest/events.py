@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from hashlib import blake2b
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,6 +35,7 @@ _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # what _JSON does to a string
 _MICROSECOND = timedelta(microseconds=1)
+_NO_OFFSET = timedelta(0)
 _MAX_VALUE = 1e14
 
 # customer external id, type, occurred_at (epoch microseconds, UTC), value, properties JSON,
@@ -116,21 +117,15 @@ class EventImporter:
             if parsed is not None:
                 return parsed
         f = row.fields
-        customer = f.get("customer_id")
-        if not (isinstance(customer, str) and _SIMPLE_ID.fullmatch(customer)):
-            customer = fields.text(customer, "customer_id", max_length=255, required=True)
-            assert customer is not None
-        kind = f.get("type")
-        if not (isinstance(kind, str) and _EVENT_TYPE.fullmatch(kind)):
-            kind = fields.event_type(kind)
-        at = self._moment(f.get("occurred_at"))
+        customer = fields.text(f.get("customer_id"), "customer_id", max_length=255, required=True)
+        assert customer is not None
+        kind = fields.event_type(f.get("type"))
+        moment = fields.moment(f.get("occurred_at"), "occurred_at", self.zone, required=True)
+        assert moment is not None
+        at = epoch_micros(moment)
         value = fields.number(f.get("value"), "value")
-        source = f.get("source") or self.default_source
-        if source is not self.default_source:
-            source = fields.text(source, "source", max_length=64) or self.default_source
-        key = f.get("idempotency_key") or None
-        if key is not None:
-            key = fields.text(key, "idempotency_key", max_length=255)
+        source = fields.text(f.get("source"), "source", max_length=64) or self.default_source
+        key = fields.text(f.get("idempotency_key"), "idempotency_key", max_length=255)
         document = self._properties(f)
         dedupe = (
             dedupe_key("key", key)
@@ -155,12 +150,9 @@ class EventImporter:
         try:
             parsed = datetime.fromisoformat(values[layout.occurred_at])
             offset = parsed.utcoffset()
-            if offset is None:
-                at = epoch_micros(
-                    parsed.replace(tzinfo=self.zone).astimezone(UTC).replace(tzinfo=None)
-                )
-            else:
-                at = (parsed.replace(tzinfo=None) - offset - EPOCH) // _MICROSECOND
+            if offset is None:  # no offset written: the time is in the program's zone
+                offset = self.zone.utcoffset(parsed) or _NO_OFFSET
+            at = (parsed.replace(tzinfo=None) - offset - EPOCH) // _MICROSECOND
             raw_value = values[layout.value] if layout.value is not None else ""
             value = float(raw_value) if raw_value else None
         except ValueError:
@@ -173,20 +165,6 @@ class EventImporter:
             return None
         dedupe = dedupe_key(customer, kind, str(at), repr(value), document or "")
         return (customer, kind, at, value, document, self.default_source, None, dedupe)
-
-    def _moment(self, raw: Any) -> int:
-        if isinstance(raw, str):
-            try:
-                parsed = datetime.fromisoformat(raw)
-            except ValueError:
-                pass
-            else:
-                if parsed.tzinfo is None:
-                    parsed = parsed.replace(tzinfo=self.zone)
-                return epoch_micros(parsed.astimezone(UTC).replace(tzinfo=None))
-        moment = fields.moment(raw, "occurred_at", self.zone, required=True)
-        assert moment is not None
-        return epoch_micros(moment)
 
     def _properties(self, f: Any) -> str | None:
         extra = f.keys() - _KNOWN

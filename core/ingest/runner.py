@@ -14,7 +14,7 @@ import asyncio
 import multiprocessing
 import queue
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -157,7 +157,9 @@ async def run_import(
     return report
 
 
-async def _chunks(source: Iterable[Chunk[Parsed]] | ParseWorker[Parsed]) -> Any:
+async def _chunks(
+    source: Iterable[Chunk[Parsed]] | ParseWorker[Parsed],
+) -> AsyncIterator[Chunk[Parsed]]:
     if isinstance(source, ParseWorker):
         async for chunk in source:
             yield chunk
@@ -212,7 +214,7 @@ class ParseWorker(Generic[Parsed]):
             target=_parse_in_worker, args=(importer, spec, self._queue), daemon=True
         )
 
-    async def __aiter__(self) -> Any:
+    async def __aiter__(self) -> AsyncIterator[Chunk[Parsed]]:
         self._process.start()
         loop = asyncio.get_running_loop()
         try:
