@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from config import DEFAULT_SETTINGS_FILE
 from core import clock
-from core.db import Store, open_store
+from core.db import Store
 from core.errors import CadenceError
 from core.ingest.customers import CustomerImporter
 from core.ingest.events import EventImporter
@@ -31,7 +30,6 @@ from core.ingest.report import ImportReport, RejectsFile
 from core.ingest.runner import Importer, parse_chunks, run_import
 from core.ingest.source import Row
 from core.settings import Settings
-from core.summary import StoreSummary, summarise_store
 
 SOURCE = "demo"
 
@@ -343,33 +341,3 @@ async def _load(
     return await run_import(
         store, importer, chunks, rejects, batch_size=batch_size, source_name=SOURCE
     )
-
-
-def prepare_demo_directory(directory: Path) -> Path:
-    """Make ``directory`` hold a settings file and no database; returns the settings file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    database = (directory / "cadence.db").resolve()
-    for leftover in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
-        leftover.unlink(missing_ok=True)
-    settings_file = directory / "cadence.toml"
-    if not settings_file.exists():
-        text = DEFAULT_SETTINGS_FILE.read_text(encoding="utf-8").replace(
-            'database_url = "sqlite+aiosqlite:///cadence.db"',
-            f'database_url = "sqlite+aiosqlite:///{database}"',
-        )
-        settings_file.write_text(text, encoding="utf-8")
-    return settings_file
-
-
-async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) -> StoreSummary:
-    """Create the schema, fill it with demo data and summarise what is there."""
-    from core.migrations import upgrade
-
-    store = open_store(settings)
-    try:
-        await upgrade(store)
-        await load_demo_data(store, settings, customers=customers, days=days, seed=seed)
-        async with store.reading() as session:
-            return await summarise_store(session, clock.now())
-    finally:
-        await store.close()

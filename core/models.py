@@ -157,3 +157,146 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any] | None]
     summary: Mapped[str | None] = mapped_column(Text)
+
+
+class CustomerStage(Base):
+    """The lifecycle stage a customer is in now: exactly one row per customer.
+
+    ``reactivated_at`` is when the customer last came back from the program's
+    dormant stage (``inactive`` by default); stage rules read it. ``stage`` is
+    empty only inside a refresh, for a customer being placed for the first time.
+    """
+
+    __tablename__ = "customer_stages"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str | None] = mapped_column(String(64))
+    entered_at: Mapped[datetime]
+    reactivated_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "stage"),)
+
+
+class StageTransition(Base):
+    """A customer moving from one stage to another (``from_stage`` None: first assignment)."""
+
+    __tablename__ = "stage_transitions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    from_stage: Mapped[str | None] = mapped_column(String(64))
+    to_stage: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class CustomerScore(Base):
+    """Scores and windowed totals computed in batch by ``cadence intel refresh``.
+
+    RFM parts are quintiles (1 worst, 5 best) and ``rfm_score`` reads them as
+    one number (``555`` is the best customer); windowed totals count purchases
+    up to the refresh's "now". CLV columns stay empty until a model was fitted.
+    """
+
+    __tablename__ = "customer_scores"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    recency_score: Mapped[int | None] = mapped_column(Integer)
+    frequency_score: Mapped[int | None] = mapped_column(Integer)
+    monetary_score: Mapped[int | None] = mapped_column(Integer)
+    rfm_score: Mapped[int | None] = mapped_column(Integer)
+    engagement_score: Mapped[float] = mapped_column(default=0.0, server_default=text("0"))
+    lead_score: Mapped[float] = mapped_column(default=0.0, server_default=text("0"))
+    purchases_30d: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    purchases_90d: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    purchases_365d: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    revenue_90d: Mapped[float] = mapped_column(Money, default=0, server_default=text("0"))
+    revenue_365d: Mapped[float] = mapped_column(Money, default=0, server_default=text("0"))
+    expected_purchases_90d: Mapped[float | None]
+    p_alive: Mapped[float | None]
+    clv_12m: Mapped[float | None]
+    refreshed_at: Mapped[datetime]
+
+
+class Segment(Base):
+    """A target group: a rule over customers, optionally within one stage.
+
+    Definitions come from the program files; ``size`` and ``refreshed_at``
+    describe the membership materialised by the last refresh.
+    """
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    stage: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    size: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    refreshed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SegmentMember(Base):
+    """A customer in a segment as of the last refresh, and since when."""
+
+    __tablename__ = "segment_members"
+
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    entered_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "customer_id"),)
+
+
+class SegmentChange(Base):
+    """A customer entering (``entered`` true) or leaving a segment: what triggers react to."""
+
+    __tablename__ = "segment_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    entered: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (Index(None, "segment_id", "at"),)
+
+
+class SegmentSize(Base):
+    """A segment's size after one refresh, with how many entered and left: its history."""
+
+    __tablename__ = "segment_sizes"
+
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    at: Mapped[datetime] = mapped_column(primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    entered: Mapped[int] = mapped_column(Integer)
+    left: Mapped[int] = mapped_column(Integer)
+
+
+class ClvFit(Base):
+    """One fit of the BG/NBD and Gamma-Gamma models: parameters and fit quality."""
+
+    __tablename__ = "clv_fits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fitted_at: Mapped[datetime] = mapped_column(index=True)
+    customers: Mapped[int] = mapped_column(Integer)
+    log_likelihood: Mapped[float]
+    time_unit: Mapped[str] = mapped_column(String(16))
+    parameters: Mapped[dict[str, Any]]

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
-import tomllib
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from config import DEFAULT_SETTINGS_FILE
 from core.errors import ConfigError
+from core.tomlfile import line_of, read_toml
 
 SETTINGS_FILE_NAME = "cadence.toml"
 ENV_PREFIX = "CADENCE_"
@@ -145,11 +144,7 @@ def find_settings_file(config: Path | None) -> Path:
 def load_settings(config: Path | None = None) -> Settings:
     """Read and validate the settings; a bad file raises :class:`ConfigError`."""
     path = find_settings_file(config)
-    text = _read_text(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    text, data = read_toml(path, "settings file")
     secrets_dir = data.get("secrets_dir") or os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
     kwargs: dict[str, Any] = {}
     if secrets_dir:
@@ -158,15 +153,6 @@ def load_settings(config: Path | None = None) -> Settings:
         return Settings(**data, settings_file=path, **kwargs)
     except ValidationError as exc:
         raise ConfigError(_describe_errors(path, text, data, exc)) from None
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the settings file: {exc.strerror}") from None
 
 
 def _relative_to(settings_file: Path, path: Path) -> Path:
@@ -187,7 +173,7 @@ def _describe_errors(path: Path, text: str, data: dict[str, Any], exc: Validatio
             # The environment wins over the file, so a value set in both came from there.
             where = f"environment variable {variable}"
         else:
-            line = _line_of(text, loc)
+            line = line_of(text, loc)
             where = f"line {line}, key `{key}`" if line else f"key `{key}`"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
@@ -216,24 +202,3 @@ def _in_file(data: dict[str, Any], loc: list[str]) -> bool:
             return False
         node = node[part]
     return True
-
-
-def _line_of(text: str, loc: list[str]) -> int | None:
-    """Best-effort line number of ``a.b.key`` in a TOML file, for error messages.
-
-    ``key`` is found as ``key = ...`` inside the table ``[a.b]``, or as a table
-    header ``[a.b.key]`` of its own (an unknown section).
-    """
-    table, key = ".".join(loc[:-1]), loc[-1]
-    whole = ".".join(loc)
-    current = ""
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = re.match(r"\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$", line)
-        if header:
-            current = header.group(1)
-            if current == whole:
-                return number
-            continue
-        if current == table and re.match(rf"\s*{re.escape(key)}\s*=", line):
-            return number
-    return None

@@ -42,11 +42,9 @@ async def summarise_store(session: AsyncSession, now: datetime) -> StoreSummary:
             )
         )
     ).one()
-    by_type = (
-        await session.execute(
-            select(Event.type, func.count()).group_by(Event.type).order_by(func.count().desc())
-        )
-    ).tuples()
+    by_type = await session.execute(
+        select(Event.type, func.count()).group_by(Event.type).order_by(func.count().desc())
+    )
     events_by_type = [(kind, int(count)) for kind, count in by_type]
     first, last = (
         await session.execute(select(func.min(Event.occurred_at), func.max(Event.occurred_at)))

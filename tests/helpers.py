@@ -1,12 +1,13 @@
-"""Small helpers shared by the import tests: writing input files and reading the store."""
+"""Small helpers shared by the tests: writing input files, seeding and reading the store."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.db import Store
 from core.ingest import import_file
@@ -59,3 +60,34 @@ async def rollup_rows(store: Store) -> list[tuple[str, CustomerRollup]]:
             )
         ).all()
     return [(external_id, rollup) for external_id, rollup in rows]
+
+
+async def add_customer(
+    store: Store,
+    external_id: str,
+    registered_at: datetime,
+    *,
+    attributes: dict[str, Any] | None = None,
+    **rollup: Any,
+) -> int:
+    """Insert a customer, and their rollup row when ``rollup`` fields are given; returns the id."""
+    async with store.transaction() as session:
+        customer = Customer(
+            external_id=external_id,
+            registered_at=registered_at,
+            attributes=attributes or {},
+            created_at=registered_at,
+            updated_at=registered_at,
+        )
+        session.add(customer)
+        await session.flush()
+        if rollup:
+            session.add(CustomerRollup(customer_id=customer.id, **rollup))
+        return customer.id
+
+
+async def update_rollup(store: Store, customer_id: int, **values: Any) -> None:
+    async with store.transaction() as session:
+        await session.execute(
+            update(CustomerRollup).where(CustomerRollup.customer_id == customer_id).values(**values)
+        )

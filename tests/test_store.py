@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import select
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, select
 
 from core.db import Store
 from core.migrations import current_revision, head_revision, upgrade
-from core.models import Customer
+from core.models import Base, Customer
 
 
 async def test_schema_is_at_head_and_upgrade_is_idempotent(store: Store) -> None:
@@ -38,3 +41,15 @@ async def test_times_round_trip_as_aware_utc(store: Store) -> None:
     assert stored.registered_at.tzinfo == UTC
     assert stored.attributes == {"tier": "gold"}
     assert later == []
+
+
+async def test_migrations_build_exactly_the_models(store: Store) -> None:
+    """The models and the migrations describe the same schema on both databases."""
+
+    def differences(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        return list(compare_metadata(context, Base.metadata))
+
+    async with store.engine.connect() as connection:
+        diff = await connection.run_sync(differences)
+    assert diff == []

@@ -7,11 +7,27 @@ statement needs a dialect-specific construct, it asks here.
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, FromClause, func, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    FromClause,
+    SQLColumnExpression,
+    Table,
+    cast,
+    func,
+    literal,
+    text,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.schema import CreateTable
+
+from core.db.types import UtcDateTime, epoch_micros
 
 Backend = Literal["sqlite", "postgresql"]
 
@@ -56,3 +72,44 @@ async def serialize_writers(session: AsyncSession, name: str) -> None:
     if backend_of(session) == "postgresql":
         key = zlib.crc32(f"cadence:{name}".encode())
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+async def scratch_table(session: AsyncSession, table: Table) -> None:
+    """Create ``table`` empty as a temporary table that lasts until this transaction ends.
+
+    PostgreSQL drops it at commit; SQLite keeps temporary tables for the
+    connection, so a leftover from an earlier transaction is dropped first.
+    """
+    connection = await session.connection()
+    if backend_of(session) == "postgresql":
+        await connection.exec_driver_sql(f'DROP TABLE IF EXISTS pg_temp."{table.name}"')
+        create = CreateTable(table).compile(dialect=connection.dialect)
+        await connection.exec_driver_sql(f"{str(create).rstrip()} ON COMMIT DROP")
+    else:
+        await connection.exec_driver_sql(f'DROP TABLE IF EXISTS temp."{table.name}"')
+        await connection.run_sync(lambda sync: table.create(sync))
+
+
+def rowcount(result: Any) -> int:
+    """Rows a write touched (``CursorResult.rowcount``: exact for INSERT ... SELECT, UPDATE
+    and DELETE on both drivers, and for ``executemany`` on SQLite)."""
+    return int(result.rowcount)
+
+
+def age_in_days(
+    backend: Backend, moment: SQLColumnExpression[Any], now: datetime
+) -> ColumnElement[Any]:
+    """Fractional days from ``moment`` (a time column) to ``now``."""
+    if backend == "postgresql":
+        seconds = func.extract("epoch", literal(now, UtcDateTime()) - moment)
+        return cast(seconds, Float) / 86_400.0
+    # SQLite stores times as epoch microseconds (see core.db.types.UtcDateTime).
+    now_micros = literal(epoch_micros(now.astimezone(UTC).replace(tzinfo=None)), BigInteger)
+    return (now_micros - type_coerce(moment, BigInteger)) / 86_400e6
+
+
+def day_number(backend: Backend, moment: SQLColumnExpression[Any]) -> ColumnElement[Any]:
+    """The UTC calendar day of ``moment`` as a number: equal for two times on the same day."""
+    if backend == "postgresql":
+        return cast(func.floor(func.extract("epoch", moment) / 86_400), BigInteger)
+    return type_coerce(moment, BigInteger) // 86_400_000_000  # SQLite: epoch microseconds

@@ -1,96 +1,38 @@
-"""The ``cadence`` command.
-
-Every command takes ``--config`` (the settings file or its folder) and
-``--now`` (pin the clock). Errors a user can fix print one clear message and
-exit 1; an import that rejected rows exits 3, so scripts can tell.
-"""
+"""Commands for the store: set-up, schema, import, demo data and the demo."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from config import DEFAULT_CONFIG_DIR
-from core import __version__, clock
-from core.db import Store, open_store
+from core import clock
+from core.cli.app import (
+    cli,
+    common_options,
+    err,
+    load_command_settings,
+    masked_url,
+    out,
+    run,
+    safe_url,
+    with_store,
+)
+from core.db import Store
 from core.errors import CadenceError
 from core.ingest import ImportReport, Kind, import_file
 from core.ingest.source import STDIN, Format
-from core.settings import Settings, load_settings
+from core.settings import load_settings
 from core.summary import StoreSummary
 
 EXIT_REJECTED = 3
 """Exit status of an import that imported the good rows but rejected some."""
-
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
-
-# soft_wrap: lines are never broken at the terminal's width, so paths, URLs and
-# messages stay whole in logs, pipes and scripts (tables still fit the width).
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-    if value is not None:
-        ctx.find_root().meta[f"cadence.{param.name}"] = value
-
-
-def common_options(command: F) -> F:
-    """``--config`` and ``--now``, accepted by every command (and by ``cadence`` itself)."""
-    command = click.option(
-        "--config",
-        type=click.Path(path_type=Path),
-        expose_value=False,
-        callback=_remember,
-        help="Settings file, or a folder holding cadence.toml (default: ./cadence.toml).",
-    )(command)
-    return click.option(
-        "--now",
-        metavar="TIMESTAMP",
-        expose_value=False,
-        callback=_remember,
-        help="Pin the clock (ISO 8601); anything dated later has not happened yet.",
-    )(command)
-
-
-def _settings() -> Settings:
-    """Load the settings chosen by --config and install the clock chosen by --now."""
-    meta = click.get_current_context().find_root().meta
-    settings = load_settings(meta.get("cadence.config"))
-    if "cadence.now" in meta:
-        clock.install(clock.FixedClock(clock.parse_moment(meta["cadence.now"], settings.zone)))
-    return settings
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
-
-async def _with_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
-    store = open_store(settings)
-    try:
-        return await work(store)
-    finally:
-        await store.close()
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="cadence")
-@common_options
-def cli() -> None:
-    """Cadence: lifecycle CRM marketing automation with a terminal console."""
 
 
 @cli.command()
@@ -121,9 +63,9 @@ def config() -> None:
 @common_options
 def config_show() -> None:
     """Print the effective settings (file plus environment); secrets are masked."""
-    settings = _settings()
+    settings = load_command_settings()
     shown = settings.model_dump(mode="json", exclude={"settings_file"})
-    shown["database_url"] = _masked_url(settings.database_url)
+    shown["database_url"] = masked_url(settings.database_url)
     out.print(f"# from {settings.settings_file}")
     out.print_json(data=shown)
 
@@ -143,9 +85,9 @@ def db_upgrade() -> None:
         await upgrade(store)
         return await current_revision(store)
 
-    settings = _settings()
-    revision = _run(_with_store(settings, work))
-    out.print(f"Database at schema revision {revision}: {_safe_url(settings)}")
+    settings = load_command_settings()
+    revision = run(with_store(settings, work))
+    out.print(f"Database at schema revision {revision}: {safe_url(settings)}")
 
 
 @db.command("status")
@@ -155,11 +97,11 @@ def db_status() -> None:
     from core.migrations import current_revision, head_revision
     from core.summary import summarise_store
 
-    settings = _settings()
+    settings = load_command_settings()
 
     async def work(store: Store) -> None:
         revision = await current_revision(store)
-        out.print(f"Database: {_safe_url(settings)}")
+        out.print(f"Database: {safe_url(settings)}")
         out.print(f"Schema: {revision or 'empty'} (latest {head_revision()})")
         if revision is None:
             out.print("Run `cadence db upgrade` to create the tables.")
@@ -167,7 +109,7 @@ def db_status() -> None:
         async with store.reading() as session:
             print_summary(await summarise_store(session, clock.now()))
 
-    _run(_with_store(settings, work))
+    run(with_store(settings, work))
 
 
 @cli.command("import")
@@ -198,7 +140,7 @@ def import_command(
     transactions  customer_id,date,quantity,amount rows become purchases;
                   customers are created as needed
     """
-    settings = _settings()
+    settings = load_command_settings()
     mapping = _parse_mappings(mappings)
 
     async def work(store: Store) -> ImportReport:
@@ -214,7 +156,7 @@ def import_command(
                 on_progress=on_progress,
             )
 
-    report = _run(_with_store(settings, work))
+    report = run(with_store(settings, work))
     print_import_report(report)
     if report.rejected:
         sys.exit(EXIT_REJECTED)
@@ -299,12 +241,12 @@ def demo_data(customers: int, days: int, seed: int) -> None:
     """Generate realistic, deterministic customers and events into the store."""
     from core.demo_data import load_demo_data
 
-    settings = _settings()
+    settings = load_command_settings()
 
     async def work(store: Store) -> None:
         await load_demo_data(store, settings, customers=customers, days=days, seed=seed)
 
-    _run(_with_store(settings, work))
+    run(with_store(settings, work))
     out.print(f"Loaded demo data: {customers:,} customers over {days} days (seed {seed}).")
 
 
@@ -322,16 +264,23 @@ def demo_data(customers: int, days: int, seed: int) -> None:
 @click.option("--seed", default=7, show_default=True, type=int)
 @common_options
 def demo(directory: Path, customers: int, days: int, seed: int) -> None:
-    """The showcase: a fresh SQLite store with demo data, then a summary of it."""
-    from core.demo_data import prepare_demo_directory, run_demo
+    """The showcase: a fresh SQLite store with demo data, scored, staged and segmented."""
+    from core.cli.intel_commands import print_stage_overview
+    from core.demo import prepare_demo_directory, run_demo
 
-    _settings()  # --now applies to the demo too
+    load_command_settings()  # --now applies to the demo too
     settings = load_settings(prepare_demo_directory(directory))
-    summary = _run(run_demo(settings, customers=customers, days=days, seed=seed))
-    print_summary(summary)
+    result = run(run_demo(settings, customers=customers, days=days, seed=seed))
+    print_summary(result.summary)
+    print_stage_overview(result.stages, clock.now())
+    largest = sorted(result.segments, key=lambda segment: segment.size, reverse=True)[:8]
+    out.print(
+        f"{len(result.segments)} segments refreshed; the largest: "
+        + ", ".join(f"{segment.name} ({segment.size:,})" for segment in largest)
+    )
     out.print(
         f"\nThe demo store is {directory / 'cadence.db'}; explore it with "
-        f"`cadence --config {directory} db status`."
+        f"`cadence --config {directory} stages show` or `... segments list`."
     )
 
 
@@ -351,56 +300,3 @@ def print_summary(summary: StoreSummary) -> None:
     for kind, count in summary.events_by_type:
         table.add_row(f"  {kind}", f"{count:,}")
     out.print(table)
-
-
-@cli.group()
-def bench() -> None:
-    """Benchmarks that print one JSON line each."""
-
-
-@bench.command("import")
-@click.option("--events", default=1_000_000, show_default=True, type=click.IntRange(1))
-@click.option("--customers", default=10_000, show_default=True, type=click.IntRange(1))
-@click.option("--database-url", help="Benchmark this database instead of a fresh SQLite file.")
-@common_options
-def bench_import(events: int, customers: int, database_url: str | None) -> None:
-    """Import EVENTS events from a CSV file and compare with plain sqlite3 executemany."""
-    from core.bench import benchmark_import
-
-    settings = _settings()
-    result = _run(
-        benchmark_import(settings, events=events, customers=customers, database_url=database_url)
-    )
-    click.echo(json.dumps(result))
-
-
-def _masked_url(database_url: str) -> str:
-    """``database_url`` with its password, if any, replaced by asterisks."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(database_url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return database_url if "@" not in database_url else "(not a valid URL; hidden)"
-
-
-def _safe_url(settings: Settings) -> str:
-    from core.db import normalise_url
-
-    return normalise_url(settings.database_url).render_as_string(hide_password=True)
-
-
-def main() -> None:
-    try:
-        status = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except CadenceError as exc:
-        err.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
-        sys.exit(1)
-    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,6 @@
+"""The ``cadence`` command: one module per group of commands, all on :data:`cli`."""
+
+from core.cli import bench_commands, intel_commands, store_commands
+from core.cli.app import cli, main
+
+__all__ = ["bench_commands", "cli", "intel_commands", "main", "store_commands"]

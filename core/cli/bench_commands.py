@@ -1,0 +1,45 @@
+"""``cadence bench``: benchmarks that print one JSON line each."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from core.cli.app import cli, common_options, load_command_settings, run
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print one JSON line each."""
+
+
+@bench.command("import")
+@click.option("--events", default=1_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--customers", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--database-url", help="Benchmark this database instead of a fresh SQLite file.")
+@common_options
+def bench_import(events: int, customers: int, database_url: str | None) -> None:
+    """Import EVENTS events from a CSV file and compare with plain sqlite3 executemany."""
+    from core.bench import benchmark_import
+
+    settings = load_command_settings()
+    result = run(
+        benchmark_import(settings, events=events, customers=customers, database_url=database_url)
+    )
+    click.echo(json.dumps(result))
+
+
+@bench.command("segments")
+@click.option("--customers", default=1_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--segments", default=200, show_default=True, type=click.IntRange(1))
+@common_options
+def bench_segments(customers: int, segments: int) -> None:
+    """Time a stage refresh plus a full refresh of SEGMENTS segments over CUSTOMERS customers."""
+    from core.bench_segments import benchmark_segments
+    from core.program import load_program
+
+    settings = load_command_settings()
+    program = load_program(settings.resolve(settings.program_dir))
+    result = run(benchmark_segments(settings, program, customers=customers, segments=segments))
+    click.echo(json.dumps(result))

@@ -1,0 +1,72 @@
+"""``cadence demo``: a fresh SQLite store with demo data, scored, staged and segmented.
+
+Everything lands in one folder (``./cadence-demo`` by default): the settings,
+a copy of the default program and templates for the newcomer to edit, and
+the database.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import DEFAULT_CONFIG_DIR, DEFAULT_SETTINGS_FILE
+from core import clock
+from core.db import open_store
+from core.demo_data import load_demo_data
+from core.intel.refresh import refresh_intel
+from core.lifecycle import StageOverview, refresh_stages, stage_overview
+from core.migrations import upgrade
+from core.program import load_program
+from core.segments import SegmentRefresh, refresh_segments
+from core.settings import Settings
+from core.summary import StoreSummary, summarise_store
+
+
+def prepare_demo_directory(directory: Path) -> Path:
+    """Make ``directory`` hold a settings file, the default program and templates, and no
+    database; returns the settings file. Files already there (edited by the user) stay."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for folder in ("program", "templates"):
+        shutil.copytree(DEFAULT_CONFIG_DIR / folder, directory / folder, dirs_exist_ok=True)
+    database = (directory / "cadence.db").resolve()
+    for leftover in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        leftover.unlink(missing_ok=True)
+    settings_file = directory / "cadence.toml"
+    if not settings_file.exists():
+        text = DEFAULT_SETTINGS_FILE.read_text(encoding="utf-8").replace(
+            'database_url = "sqlite+aiosqlite:///cadence.db"',
+            f'database_url = "sqlite+aiosqlite:///{database}"',
+        )
+        settings_file.write_text(text, encoding="utf-8")
+    return settings_file
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo shows: the store, the stages and the segments after a first refresh."""
+
+    summary: StoreSummary
+    stages: list[StageOverview]
+    segments: list[SegmentRefresh]
+
+
+async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) -> DemoResult:
+    """Create the schema, fill it with demo data, refresh scores, stages and segments."""
+    program = load_program(settings.resolve(settings.program_dir))
+    store = open_store(settings)
+    try:
+        await upgrade(store)
+        await load_demo_data(store, settings, customers=customers, days=days, seed=seed)
+        now = clock.now()
+        await refresh_intel(store, program, now)
+        async with store.transaction() as session:
+            await refresh_stages(session, program, now)
+        segments = await refresh_segments(store, program, now)
+        async with store.reading() as session:
+            summary = await summarise_store(session, now)
+            stages = await stage_overview(session, program, now)
+        return DemoResult(summary, stages, segments)
+    finally:
+        await store.close()

@@ -1,0 +1,1 @@
+"""Customer intelligence: scores, CLV and P(alive), preferences, recommendations."""

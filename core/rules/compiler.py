@@ -1,0 +1,217 @@
+"""The rule compiler: a typed tree to one SQLAlchemy boolean expression.
+
+The expression reads the catalogue tables (``customers`` LEFT JOIN the
+per-customer tables a rule needs; see :func:`join_rule_tables`) and runs
+unchanged on SQLite and PostgreSQL: dialect differences live in
+:mod:`core.db.sqlfunctions`. Every value a rule mentions, and ``now``, is a
+bound parameter. Numbers are computed as doubles, text orders by code point,
+and NULL follows SQL's three-valued logic, exactly like
+:mod:`core.rules.reference`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Date,
+    Float,
+    FromClause,
+    String,
+    and_,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy.types import TypeEngine
+
+from core.db.sqlfunctions import (
+    AsciiLower,
+    CodePointOrder,
+    Contains,
+    DaysSince,
+    HoursSince,
+    JsonBool,
+    JsonNumber,
+    JsonPresent,
+    JsonText,
+    RealNumber,
+    StartsWith,
+)
+from core.db.types import UtcDateTime
+from core.rules.fields import CUSTOMERS, EVENTS, FIELDS, JOINED_TABLES
+from core.rules.nodes import (
+    Arithmetic,
+    Attr,
+    Between,
+    Call,
+    Comparison,
+    Constant,
+    Field,
+    HasEvent,
+    InList,
+    IsNull,
+    Logical,
+    Negate,
+    Node,
+    Not,
+    Type,
+)
+
+Sql = ColumnElement[Any]
+
+_SQL_TYPES: dict[Type, TypeEngine[Any]] = {
+    Type.NUMBER: Float(),
+    Type.TEXT: String(),
+    Type.BOOL: Boolean(),
+    Type.TIME: UtcDateTime(),
+    Type.DATE: Date(),
+}
+_COMPARE: dict[str, Callable[[Sql, Sql], Sql]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_ATTRIBUTES = {
+    Type.TEXT: JsonText,
+    Type.NUMBER: JsonNumber,
+    Type.BOOL: JsonBool,
+    Type.ANY: JsonPresent,
+}
+
+
+def compile_condition(tree: Node, now: datetime) -> ColumnElement[bool]:
+    """The SQL condition of a typed rule tree, evaluated at ``now`` (an aware datetime)."""
+    condition: ColumnElement[bool] = _Compiler(now).sql(tree)
+    return condition
+
+
+def join_rule_tables(from_clause: FromClause, tables: Collection[str]) -> FromClause:
+    """``from_clause`` (which must include ``customers``) LEFT JOIN the tables a rule reads.
+
+    Only the per-customer tables named in ``tables`` are joined, one row per
+    customer at most, so the join never multiplies customers. Tables a rule
+    reads through a subquery (``events``) need no join.
+    """
+    joined = from_clause
+    for name, table in JOINED_TABLES.items():
+        if name in tables:
+            joined = joined.outerjoin(table, table.c.customer_id == CUSTOMERS.c.id)
+    return joined
+
+
+class _Compiler:
+    def __init__(self, now: datetime) -> None:
+        self.now_moment = now
+        # One bound parameter for "now", however often the rule mentions it.
+        self.now = literal(now, UtcDateTime())
+
+    def sql(self, node: Node) -> Sql:
+        match node:
+            case Constant():
+                return self.constant(node)
+            case Field():
+                column = FIELDS[node.name].column
+                return RealNumber(column) if node.type is Type.NUMBER else column
+            case Attr():
+                return _ATTRIBUTES[_type(node)](CUSTOMERS.c.attributes, node.key)
+            case HasEvent():
+                return self.has_event(node)
+            case Call():
+                return self.call(node)
+            case Negate():
+                return -self.sql(node.operand)
+            case Not():
+                return not_(self.sql(node.operand))
+            case Logical():
+                combine = and_ if node.op == "and" else or_
+                return combine(*(self.sql(operand) for operand in node.operands))
+            case Arithmetic():
+                return self.arithmetic(node)
+            case Comparison():
+                left, right = self.comparable(
+                    node.left, node.right, ordered=node.op not in ("==", "!=")
+                )
+                return _COMPARE[node.op](left, right)
+            case Between():
+                operand, low, high = self.comparable(
+                    node.operand, node.low, node.high, ordered=True
+                )
+                between = operand.between(low, high)
+                return not_(between) if node.negated else between
+            case InList():
+                operand = self.sql(node.operand)
+                values = [self.sql(item) for item in node.items]
+                return operand.not_in(values) if node.negated else operand.in_(values)
+            case IsNull():
+                operand = self.sql(node.operand)
+                return operand.is_not(None) if node.negated else operand.is_(None)
+        raise TypeError(f"not a typed rule node: {node!r}")
+
+    def constant(self, node: Constant) -> Sql:
+        if node.value is None and node.type is Type.ANY:
+            return null()
+        return literal(node.value, _SQL_TYPES[_type(node)])
+
+    def comparable(self, *nodes: Node, ordered: bool) -> list[Sql]:
+        """Operands of a comparison; text that is ordered compares by code point."""
+        operands = [self.sql(node) for node in nodes]
+        if ordered and nodes[0].type is Type.TEXT:
+            return [CodePointOrder(operand) for operand in operands]
+        return operands
+
+    def arithmetic(self, node: Arithmetic) -> Sql:
+        left, right = self.sql(node.left), self.sql(node.right)
+        if node.op == "+":
+            return left + right
+        if node.op == "-":
+            return left - right
+        if node.op == "*":
+            return left * right
+        # Division by zero is null, as a missing value would be, not an error.
+        return left / func.nullif(right, literal(0.0, Float()))
+
+    def call(self, node: Call) -> Sql:
+        args = [self.sql(arg) for arg in node.args]
+        if node.name == "days_since":
+            return RealNumber(DaysSince(self.now, args[0]))
+        if node.name == "hours_since":
+            return RealNumber(HoursSince(self.now, args[0]))
+        if node.name == "coalesce":
+            return func.coalesce(*args)
+        if node.name == "lower":
+            return AsciiLower(*args)
+        if node.name == "abs":
+            return func.abs(*args, type_=Float())
+        if node.name == "contains":
+            return Contains(*args)
+        if node.name == "starts_with":
+            return StartsWith(*args)
+        raise TypeError(f"no SQL for function {node.name!r}")
+
+    def has_event(self, node: HasEvent) -> Sql:
+        # Set-based: one scan of the events in the window, not a subquery per
+        # customer (the events table has no per-customer index, on purpose).
+        events = EVENTS.c
+        conditions = [events.type == node.event_type, events.occurred_at <= self.now]
+        if node.within is not None:
+            since = literal(self.now_moment - node.within, UtcDateTime())
+            conditions.append(events.occurred_at > since)
+        return CUSTOMERS.c.id.in_(select(events.customer_id).where(*conditions))
+
+
+def _type(node: Node) -> Type:
+    if node.type is None:
+        raise TypeError(f"rule node was not type-checked: {node!r}")
+    return node.type
