@@ -487,6 +487,9 @@ def test_demo_runs_in_an_empty_folder_and_prints_the_summary(cli: Cli) -> None:
     assert "300" in out
     assert "who ever bought" in out
     assert "purchase" in out
+    assert "Lifecycle stages" in out
+    assert all(stage in out for stage in ("registered", "new", "active", "inactive"))
+    assert "40 segments refreshed; the largest:" in out
     database = cli.cwd / "cadence-demo" / "cadence.db"
     assert database.is_file()
     assert count(database, "customers") == 300
