@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
+    FromClause,
     MetaData,
     String,
     Table,
@@ -118,8 +121,8 @@ async def _prepare_newcomers(session: AsyncSession, program: Program, now: datet
     """
     placed = select(CustomerStage.customer_id)
     newcomers = select(Customer.id).where(Customer.id.not_in(placed))
-    comeback = literal(None, UtcDateTime())
-    source = Customer.__table__
+    comeback: ColumnElement[Any] = literal(None, UtcDateTime())
+    source: FromClause = Customer.__table__
     if program.comeback_gap_days is not None:
         backend = backend_of(session)
         history = select(

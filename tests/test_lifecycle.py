@@ -24,14 +24,14 @@ def program() -> Program:
     return load_program(DEFAULT_CONFIG_DIR / "program")
 
 
-async def _stages(store: Store) -> dict[str, str]:
+async def _stages(store: Store) -> dict[str, str | None]:
     async with store.reading() as session:
         rows = await session.execute(
             select(Customer.external_id, CustomerStage.stage).join(
                 CustomerStage, CustomerStage.customer_id == Customer.id
             )
         )
-        return dict(rows.all())
+        return {external_id: stage for external_id, stage in rows}
 
 
 async def _transitions(store: Store) -> list[tuple[str, str | None, str]]:
