@@ -215,13 +215,14 @@ class CodePointOrder(FunctionElement[str]):
 @compiles(CodePointOrder, "sqlite")
 def _order_sqlite(element: CodePointOrder, compiler: SQLCompiler, **kw: Any) -> str:
     (text,) = _args(element, compiler, **kw)
-    return f"({text}) COLLATE BINARY"
+    return f"(({text}) COLLATE BINARY)"
 
 
 @compiles(CodePointOrder, "postgresql")
 def _order_postgresql(element: CodePointOrder, compiler: SQLCompiler, **kw: Any) -> str:
     (text,) = _args(element, compiler, **kw)
-    return f'({text}) COLLATE "C"'
+    # Parenthesised: PostgreSQL's grammar takes no COLLATE in BETWEEN's bounds.
+    return f'(({text}) COLLATE "C")'
 
 
 class AsciiLower(FunctionElement[str]):

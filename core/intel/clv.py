@@ -46,6 +46,10 @@ _SINGULAR_GAP: Final = 1e-7
 """How far predictions step off the removable singularities of the closed forms (a = 1, and
 a + b = 1 for customers with x = 0); the error this introduces is of the same order."""
 
+_GRADIENT_TOLERANCE: Final = 1e-3
+"""Largest gradient of the mean negative log-likelihood (per customer, per log-parameter) at
+which a fit that the optimiser did not flag as converged is still accepted."""
+
 _BOUND_SLACK: Final = 1e-9
 """Relative rounding allowed before a closed-form prediction counts as outside its bounds."""
 
@@ -186,6 +190,7 @@ def _weights_by_value(values: FloatArray, counts: FloatArray) -> tuple[FloatArra
 
 
 def _minimise(objective: Objective, start: FloatArray, model: str) -> FloatArray:
+    """Minimise over log-parameters; a ClvFitError if no usable optimum comes out."""
     result = optimize.minimize(
         objective,
         start,
@@ -195,7 +200,14 @@ def _minimise(objective: Objective, start: FloatArray, model: str) -> FloatArray
         options={"maxiter": 2000},
     )
     theta = np.asarray(result.x, dtype=np.float64)
-    if not (result.success and np.isfinite(result.fun) and np.all(np.isfinite(theta))):
+    value, gradient = objective(theta)
+    # The line search gives up ("ABNORMAL") on flat ridges, e.g. when the data cannot tell
+    # dropout heterogeneity apart and a, b run off together, though the point it stops at is
+    # an optimum for every practical purpose; judge by the gradient, ignoring components that
+    # push against a bound.
+    pinned = ((theta <= -_LOG_BOUND) & (gradient > 0)) | ((theta >= _LOG_BOUND) & (gradient < 0))
+    stationary = bool(np.all(np.abs(gradient[~pinned]) < _GRADIENT_TOLERANCE))
+    if not (np.isfinite(value) and np.all(np.isfinite(theta)) and (result.success or stationary)):
         raise ClvFitError(
             f"the {model} fit did not converge ({result.message}); check that all times use one "
             "unit and spend values are plausible, or refit with a small penalty such as 0.001"

@@ -310,7 +310,8 @@ class _Checker:
         typed = self.check(node, Type.TEXT)
         if not (isinstance(typed, Constant) and isinstance(typed.value, str)):
             raise self.error(
-                f"`{function}` needs a text literal for `{parameter}`, found {self.describe(typed)}",
+                f"`{function}` needs a text literal for `{parameter}`, "
+                f"found {self.describe(typed)}",
                 typed,
             )
         return typed.value

@@ -180,7 +180,7 @@ class _Compiler:
         if node.op == "*":
             return left * right
         # Division by zero is null, as a missing value would be, not an error.
-        return left / func.nullif(right, literal(0.0, Float()))
+        return left / func.nullif(right, literal(0.0, Float()), type_=Float())
 
     def call(self, node: Call) -> Sql:
         args = [self.sql(arg) for arg in node.args]

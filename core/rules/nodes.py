@@ -43,9 +43,12 @@ ArithmeticOp = Literal["+", "-", "*", "/"]
 
 @dataclass(frozen=True)
 class Node:
-    """Base of every node: position, type (set by the checker) and nesting depth."""
+    """Base of every node: position, type (set by the checker) and nesting depth.
 
-    span: Span = field(kw_only=True, compare=False, repr=False)
+    Trees built by hand (tests, generators) may leave ``span`` out.
+    """
+
+    span: Span = field(default=Span(0, 0), kw_only=True, compare=False, repr=False)
     type: Type | None = field(default=None, kw_only=True, compare=False)
     depth: int = field(init=False, compare=False, repr=False)
 

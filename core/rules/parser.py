@@ -286,6 +286,8 @@ class _Parser:
 
     def list_items(self) -> tuple[Constant, ...]:
         opening = self.expect(Kind.OPERATOR, "[", "a list `[...]` after `in`")
+        if self.at(Kind.OPERATOR, "]"):
+            raise self.error("an empty list never matches", opening, "give at least one value")
         items: list[Constant] = []
         while True:
             items.append(self.list_item())
@@ -297,9 +299,6 @@ class _Parser:
         return tuple(items)
 
     def list_item(self) -> Constant:
-        token = self.token
-        if self.at(Kind.OPERATOR, "]"):
-            raise self.error("an empty list never matches", token, "give at least one value")
         sign = self.accept(Kind.OPERATOR, "-")
         literal = self.advance()
         if sign and literal.kind is Kind.NUMBER:

@@ -112,7 +112,8 @@ def _attribute(value: Any, kind: Type) -> Value:
         return float(value) if is_number else None
     if kind is Type.BOOL:
         return value if isinstance(value, bool) else None
-    return value  # Type.ANY: only whether it is null matters
+    # Type.ANY: only whether it is null matters; like the SQL, name the JSON type.
+    return None if value is None else type(value).__name__
 
 
 class _Evaluator:
