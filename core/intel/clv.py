@@ -110,7 +110,8 @@ class FitResult:
     """The unit of every time given to the fit; predictions must use it too."""
 
     def as_dict(self) -> dict[str, float | int | str]:
-        """Plain values for storage and display: parameters to 6 significant digits."""
+        """Plain values for storage and display: parameters to 6 significant digits, the
+        log-likelihood to 3 decimals."""
         return {
             "r": _significant(self.bg_nbd.r),
             "alpha": _significant(self.bg_nbd.alpha),
@@ -413,10 +414,10 @@ def _purchases_if_alive(
     c = a + b + x - 1.0
     c = np.where(np.abs(c) > _SINGULAR_GAP, c, _SINGULAR_GAP)
     # Euler's transformation rewrites (1-z)^k 2F1(k, b+x; c; z) as
-    # (1-z)^(a-1) 2F1(a+b-1-r, a-1; c; z). A 2F1 stays bounded up to z = 1 when its
-    # c - A - B >= 0, and the two forms have opposite c - A - B (a-1-k and k-a+1), so each
-    # customer gets the form that cannot blow up: the first for light buyers, the second for
-    # heavy ones, whose first form overflows to inf * 0.
+    # (1-z)^(a-1) 2F1(a+b-1-r, a-1; c; z). A 2F1 series converges at z = 1 when its
+    # c - A - B > 0, and the two forms have opposite c - A - B (a-1-k and k-a+1), so each
+    # customer gets the form that stays finite as z nears 1: the first for light buyers, the
+    # second for heavy ones, whose first form overflows to inf * 0.
     light = a - 1.0 - k >= 0
     heavy = ~light
     power_hyp = np.empty_like(z)
@@ -534,23 +535,22 @@ def fit_gamma_gamma(
 ) -> GammaGammaParams:
     """Fit the Gamma-Gamma spend model by maximum likelihood on the repeat buyers (x > 0).
 
-    The model assumes spend per transaction is independent of purchase frequency. ``penalty``
-    adds penalty * (ln² p + ln² q) to the mean negative log-likelihood, as in fit_bg_nbd.
+    Repeat buyers whose average spend is zero or less (refunds) are left out: the model is
+    for positive values, and a few of them should not stop the fit. The model assumes spend
+    per transaction is independent of purchase frequency. ``penalty`` adds
+    penalty * (ln² p + ln² q) to the mean negative log-likelihood, as in fit_bg_nbd.
     """
     x, m = _columns(frequency=frequency, monetary=monetary)
     repeat = x > 0
-    x, m = x[repeat], m[repeat]
+    usable = repeat & (m > 0)
+    x, m = x[usable], m[usable]
     if x.size < MIN_CUSTOMERS:
+        refunded = int(np.count_nonzero(repeat)) - x.size
         raise ClvFitError(
             f"the spend model needs at least {MIN_CUSTOMERS} repeat buyers (customers with "
-            f"frequency > 0 and their average repeat-purchase value), got {x.size}; "
-            "import more order history before fitting"
-        )
-    bad = int(np.count_nonzero(m <= 0))
-    if bad:
-        raise ClvFitError(
-            f"{bad} repeat buyers have an average spend of zero or less; the spend model needs "
-            "positive values, so drop those customers (e.g. fully refunded) before fitting"
+            f"frequency > 0) with a positive average spend, got {x.size}"
+            + (f" ({refunded} more spent zero or less)" if refunded else "")
+            + "; import more order history before fitting"
         )
     # Working in units of the mean spend puts v near 1 whatever the currency.
     scale = float(m.mean())
