@@ -53,6 +53,9 @@ which a fit that the optimiser did not flag as converged is still accepted."""
 _BOUND_SLACK: Final = 1e-9
 """Relative rounding allowed before a closed-form prediction counts as outside its bounds."""
 
+_QUADRATURE_BLOCK: Final = 4096
+"""Customers per block in the quadrature fallback (each needs a few arrays of ~113 nodes)."""
+
 
 class ClvFitError(CadenceError):
     """The CLV models cannot be fitted to these data; the message says what is missing."""
@@ -460,17 +463,23 @@ def _purchases_if_alive_by_quadrature(
     The fallback for the rare inputs where hyp2f1 fails. Integrating over the Beta quantile
     follows the mass wherever it sits; splitting at p = 1/2 keeps each half smooth even when
     the mass piles up at both ends (a, b + x < 1), each half taken from its own tail so that
-    neither loses precision near p = 1.
+    neither loses precision near p = 1. Customers go in blocks to bound the memory used.
     """
     nodes, weights = _TANH_SINH
-    b_x, k, s = b_x[:, np.newaxis], k[:, np.newaxis], s[:, np.newaxis]
-    below = special.betainc(a, b_x, 0.5)
-    above = special.betainc(b_x, a, 0.5)
-    p_below = special.betaincinv(a, b_x, below * nodes)
-    p_above = 1.0 - special.betaincinv(b_x, a, above * nodes)
-    mean = below * (_per_unit_rate(p_below * s, k) @ weights[:, np.newaxis])
-    mean += above * (_per_unit_rate(p_above * s, k) @ weights[:, np.newaxis])
-    result: FloatArray = (k * s * mean)[:, 0]
+    result = np.empty(b_x.size)
+    for first in range(0, b_x.size, _QUADRATURE_BLOCK):
+        block = slice(first, first + _QUADRATURE_BLOCK)
+        # The quantiles depend on b + x only, and betaincinv is the expensive part.
+        shape_b, which = np.unique(b_x[block], return_inverse=True)
+        shape_b = shape_b[:, np.newaxis]
+        below = special.betainc(a, shape_b, 0.5)
+        above = special.betainc(shape_b, a, 0.5)
+        p_below = special.betaincinv(a, shape_b, below * nodes)[which]
+        p_above = 1.0 - special.betaincinv(shape_b, a, above * nodes)[which]
+        y_scale, shape_k = s[block, np.newaxis], k[block, np.newaxis]
+        mean = below[which] * (_per_unit_rate(p_below * y_scale, shape_k) @ weights[:, None])
+        mean += above[which] * (_per_unit_rate(p_above * y_scale, shape_k) @ weights[:, None])
+        result[block] = (shape_k * y_scale * mean)[:, 0]
     return result
 
 
@@ -621,7 +630,8 @@ def customer_lifetime_value(
     With ``annual_discount_rate`` d, the horizon is cut into ``steps`` equal periods (monthly
     for a one-year horizon) and the purchases expected in each are discounted by
     (1 + d)^-(end of period in years), so revenue counts as earned at the end of its period;
-    ``units_per_year`` (365 for days) converts the time unit to years.
+    ``units_per_year`` (365 for days) converts the time unit to years. Discounting costs
+    ``steps`` evaluations of expected_purchases.
     """
     spend = expected_spend(gamma_gamma, frequency, monetary)
     if annual_discount_rate == 0.0:
