@@ -125,7 +125,7 @@ class _Checker:
         source = self.text[node.span.start : node.span.end]
         if len(source) > 40:
             source = source[:37] + "..."
-        return source if source[:1] in "\"'" else f"`{source}`"
+        return source if source.startswith(('"', "'")) else f"`{source}`"
 
     def describe(self, node: Node) -> str:
         """A typed node as messages name it, e.g. ``number `revenue_total```."""

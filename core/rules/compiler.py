@@ -22,6 +22,7 @@ from sqlalchemy import (
     Date,
     Float,
     FromClause,
+    Grouping,
     String,
     and_,
     func,
@@ -133,7 +134,9 @@ class _Compiler:
             case Negate():
                 return -self.sql(node.operand)
             case Not():
-                return not_(self.sql(node.operand))
+                # Parenthesised: SQLAlchemy renders `(not x) is null` as `NOT x IS NULL`,
+                # which PostgreSQL reads as `NOT (x IS NULL)`.
+                return Grouping(not_(self.sql(node.operand)))
             case Logical():
                 combine = and_ if node.op == "and" else or_
                 return combine(*(self.sql(operand) for operand in node.operands))

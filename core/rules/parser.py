@@ -104,28 +104,30 @@ class _Parser:
     def span_from(self, start: int) -> Span:
         return Span(start, self.tokens[self.index - 1].end)
 
+    def too_deep(self, offset: int) -> RuleError:
+        return RuleError(
+            f"the rule nests more than {MAX_DEPTH} levels deep",
+            text=self.text,
+            offset=offset,
+            hint="split it into simpler conditions",
+        )
+
     def node(self, node: N) -> N:
         """Check the depth limit on every node built, so deep trees never reach recursion."""
         if node.depth > MAX_DEPTH:
-            raise RuleError(
-                f"the rule nests more than {MAX_DEPTH} levels deep",
-                text=self.text,
-                offset=node.span.start,
-                hint="split it into simpler conditions",
-            )
+            raise self.too_deep(node.span.start)
         return node
 
     @contextmanager
     def nested(self) -> Iterator[None]:
-        """Count a descent into parentheses, arguments or a prefix operator."""
+        """Count a descent into parentheses, arguments or a prefix operator.
+
+        Parentheses build no node, so the tree's depth alone would not stop
+        ``((((...))))`` from exhausting Python's recursion limit.
+        """
         self.nesting += 1
         if self.nesting > MAX_DEPTH:
-            raise RuleError(
-                f"the rule nests more than {MAX_DEPTH} levels deep",
-                text=self.text,
-                offset=self.token.start,
-                hint="split it into simpler conditions",
-            )
+            raise self.too_deep(self.token.start)
         yield
         self.nesting -= 1
 
