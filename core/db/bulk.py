@@ -26,7 +26,7 @@ from sqlalchemy import Float, column, func, insert, select, table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.dialect import backend_of, upsert
+from core.db.dialect import backend_of, rowcount, upsert
 from core.db.types import EPOCH, UtcDateTime, epoch_micros
 from core.models import Event, PendingRollup
 from core.rollups import TOTALS_COLUMNS, rollup_totals, rollup_upsert, totals_upsert
@@ -129,7 +129,7 @@ async def _store_sqlite(session: AsyncSession, rows: list[EventRow], now: dateti
                 ),
             )
         )
-        held = _rowcount(result)
+        held = rowcount(result)
     return StoredEvents(inserted, held)
 
 
@@ -141,12 +141,12 @@ async def _insert_sqlite(connection: Any, rows: list[EventRow]) -> int:
     inserted = 0
     if whole:
         groups = [values[start : start + width] for start in range(0, len(values), width)]
-        inserted += _rowcount(await connection.exec_driver_sql(_SQLITE_INSERT, groups))
+        inserted += rowcount(await connection.exec_driver_sql(_SQLITE_INSERT, groups))
     if whole < len(rows):
         rest = rows[whole:]
         statement = _sqlite_insert(len(rest))
         flat = tuple(chain.from_iterable(rest))
-        inserted += _rowcount(await connection.exec_driver_sql(statement, flat))
+        inserted += rowcount(await connection.exec_driver_sql(statement, flat))
     return inserted
 
 
@@ -184,8 +184,3 @@ async def _store_postgresql(
     result = (await session.execute(counts)).one()
     await connection.exec_driver_sql("TRUNCATE events_incoming")
     return StoredEvents(int(result[0]), int(result[1]))
-
-
-def _rowcount(result: Any) -> int:
-    """Rows a write touched (``CursorResult.rowcount``; SQLite counts executemany exactly)."""
-    return int(result.rowcount)

@@ -25,6 +25,23 @@ def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> li
     return [compiler.process(clause, **kw) for clause in element.clauses.clauses]
 
 
+def _render_per_dialect(
+    construct: type[FunctionElement[Any]], *, sqlite: str, postgresql: str
+) -> None:
+    """Render ``construct`` from a template per dialect; ``{0}``, ``{1}`` are its arguments."""
+    for dialect, template in (("sqlite", sqlite), ("postgresql", postgresql)):
+
+        def render(
+            element: FunctionElement[Any],
+            compiler: SQLCompiler,
+            template: str = template,
+            **kw: Any,
+        ) -> str:
+            return template.format(*_args(element, compiler, **kw))
+
+        compiles(construct, dialect)(render)
+
+
 class RealNumber(FunctionElement[float]):
     """A number as a double-precision float.
 
@@ -39,16 +56,9 @@ class RealNumber(FunctionElement[float]):
     inherit_cache = True
 
 
-@compiles(RealNumber, "sqlite")
-def _real_sqlite(element: RealNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    (value,) = _args(element, compiler, **kw)
-    return f"CAST({value} AS REAL)"
-
-
-@compiles(RealNumber, "postgresql")
-def _real_postgresql(element: RealNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    (value,) = _args(element, compiler, **kw)
-    return f"CAST({value} AS DOUBLE PRECISION)"
+_render_per_dialect(
+    RealNumber, sqlite="CAST({0} AS REAL)", postgresql="CAST({0} AS DOUBLE PRECISION)"
+)
 
 
 class _Elapsed(FunctionElement[int]):
@@ -212,17 +222,10 @@ class CodePointOrder(FunctionElement[str]):
     inherit_cache = True
 
 
-@compiles(CodePointOrder, "sqlite")
-def _order_sqlite(element: CodePointOrder, compiler: SQLCompiler, **kw: Any) -> str:
-    (text,) = _args(element, compiler, **kw)
-    return f"(({text}) COLLATE BINARY)"
-
-
-@compiles(CodePointOrder, "postgresql")
-def _order_postgresql(element: CodePointOrder, compiler: SQLCompiler, **kw: Any) -> str:
-    (text,) = _args(element, compiler, **kw)
-    # Parenthesised: PostgreSQL's grammar takes no COLLATE in BETWEEN's bounds.
-    return f'(({text}) COLLATE "C")'
+# Parenthesised: PostgreSQL's grammar takes no COLLATE in BETWEEN's bounds.
+_render_per_dialect(
+    CodePointOrder, sqlite="(({0}) COLLATE BINARY)", postgresql='(({0}) COLLATE "C")'
+)
 
 
 class AsciiLower(FunctionElement[str]):
@@ -237,16 +240,7 @@ class AsciiLower(FunctionElement[str]):
     inherit_cache = True
 
 
-@compiles(AsciiLower, "sqlite")
-def _lower_sqlite(element: AsciiLower, compiler: SQLCompiler, **kw: Any) -> str:
-    (text,) = _args(element, compiler, **kw)
-    return f"lower({text})"
-
-
-@compiles(AsciiLower, "postgresql")
-def _lower_postgresql(element: AsciiLower, compiler: SQLCompiler, **kw: Any) -> str:
-    (text,) = _args(element, compiler, **kw)
-    return f'lower(({text}) COLLATE "C")'
+_render_per_dialect(AsciiLower, sqlite="lower({0})", postgresql='lower(({0}) COLLATE "C")')
 
 
 class Contains(FunctionElement[bool]):
@@ -257,16 +251,7 @@ class Contains(FunctionElement[bool]):
     inherit_cache = True
 
 
-@compiles(Contains, "sqlite")
-def _contains_sqlite(element: Contains, compiler: SQLCompiler, **kw: Any) -> str:
-    text, part = _args(element, compiler, **kw)
-    return f"(instr({text}, {part}) > 0)"
-
-
-@compiles(Contains, "postgresql")
-def _contains_postgresql(element: Contains, compiler: SQLCompiler, **kw: Any) -> str:
-    text, part = _args(element, compiler, **kw)
-    return f"(strpos({text}, {part}) > 0)"
+_render_per_dialect(Contains, sqlite="(instr({0}, {1}) > 0)", postgresql="(strpos({0}, {1}) > 0)")
 
 
 class StartsWith(FunctionElement[bool]):
@@ -277,13 +262,6 @@ class StartsWith(FunctionElement[bool]):
     inherit_cache = True
 
 
-@compiles(StartsWith, "sqlite")
-def _starts_with_sqlite(element: StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
-    text, prefix = _args(element, compiler, **kw)
-    return f"(substr({text}, 1, length({prefix})) = {prefix})"
-
-
-@compiles(StartsWith, "postgresql")
-def _starts_with_postgresql(element: StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
-    text, prefix = _args(element, compiler, **kw)
-    return f"starts_with({text}, {prefix})"
+_render_per_dialect(
+    StartsWith, sqlite="(substr({0}, 1, length({1})) = {1})", postgresql="starts_with({0}, {1})"
+)
