@@ -241,6 +241,9 @@ class Segment(Base):
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     size: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     refreshed_at: Mapped[datetime | None]
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Counts the refreshes of the membership: a refresh pass that read the members
+    before another refresh ran sees the number move and reads them again."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -258,7 +261,8 @@ class SegmentMember(Base):
     )
     entered_at: Mapped[datetime]
 
-    __table_args__ = (Index(None, "customer_id"),)
+    # Covers a refresh pass's read of every customer's memberships.
+    __table_args__ = (Index(None, "customer_id", "segment_id"),)
 
 
 class SegmentChange(Base):

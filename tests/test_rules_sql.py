@@ -48,6 +48,7 @@ from core.rules.nodes import (
     Not,
 )
 from core.rules.parser import parse
+from core.rules.snapshot import RuleSnapshot
 from tests.conftest import NOW
 
 TABLES = Base.metadata.tables
@@ -209,7 +210,8 @@ async def insert_people(session: AsyncSession, people: Sequence[Person]) -> None
 async def selected(
     store: Store, rules: Sequence[Rule], people: Sequence[Person], now: datetime = NOW
 ) -> list[set[str]]:
-    """The keys each rule's SQL selects among ``people``.
+    """The keys each rule's SQL selects among ``people``, over the catalogue tables; the same
+    rules compiled over a :class:`RuleSnapshot` of them must select exactly the same.
 
     The rows live only inside one transaction: they are inserted, queried and
     deleted again (deleting customers cascades to every other table), so a
@@ -222,7 +224,22 @@ async def selected(
             {keys[i] for i in (await session.execute(rule.select_customers(now))).scalars()}
             for rule in rules
         ]
+        snapshot = RuleSnapshot(rules, now, grouped_by="stage")
+        assert await snapshot.build(session) == len(people)
+        customer_id = snapshot.field("customer_id")
+        from_snapshot = [
+            {
+                keys[i]
+                for i in (
+                    await session.execute(select(customer_id).where(snapshot.condition(rule)))
+                ).scalars()
+            }
+            for rule in rules
+        ]
+        await snapshot.drop(session)
         await session.execute(delete(Customer))
+    for rule, catalogue, snapshotted in zip(rules, results, from_snapshot, strict=True):
+        assert snapshotted == catalogue, f"the snapshot disagrees on {rule.text}"
     return results
 
 

@@ -14,7 +14,14 @@ from core.db import Store
 from core.lifecycle import refresh_stages
 from core.models import Customer, Segment, SegmentChange, SegmentMember, SegmentSize
 from core.program import Program, load_program
-from core.segments import refresh_segments, segment_detail, segment_summaries
+from core.segments import (
+    _refresh_segment,
+    _take_snapshot,
+    refresh_segments,
+    segment_detail,
+    segment_summaries,
+    sync_segments,
+)
 from tests.conftest import NOW
 from tests.helpers import add_customer, update_rollup
 
@@ -54,14 +61,14 @@ async def _members(store: Store, segment: str) -> set[str]:
 
 
 async def _changes(store: Store) -> list[tuple[str, str, bool]]:
+    """Every recorded change, sorted: the order within one refresh is not part of the contract."""
     async with store.reading() as session:
         rows = await session.execute(
             select(Segment.name, Customer.external_id, SegmentChange.entered)
             .join(Segment, Segment.id == SegmentChange.segment_id)
             .join(Customer, Customer.id == SegmentChange.customer_id)
-            .order_by(SegmentChange.id)
         )
-        return list(rows.all())
+        return sorted((name, key, bool(entered)) for name, key, entered in rows)
 
 
 async def _people(store: Store) -> dict[str, int]:
@@ -152,3 +159,38 @@ async def test_removed_segments_are_archived_and_emptied(store: Store, tmp_path:
     assert await _members(store, "active-spenders") == set()
     assert [s.name for s in summaries] == ["spenders"]
     assert len(sizes) == 3  # two refreshes of "spenders", one of the other before removal
+
+
+async def test_a_refresh_between_snapshot_and_write_is_not_counted_twice(
+    store: Store, tmp_path: Path
+) -> None:
+    """A pass reads the members when it takes its snapshot; if another refresh changes them
+    before the pass writes (a CLI refresh beside the scheduler), the pass reads them again."""
+    program = _program(tmp_path)
+    ids = await _people(store)
+    async with store.transaction() as session:
+        await refresh_stages(session, program, NOW)
+    await refresh_segments(store, program, NOW)
+    await update_rollup(store, ids["poor"], revenue_total=150)
+    async with store.pinned() as connection:
+        async with connection.transaction() as session:
+            segment_ids = await sync_segments(session, program, NOW + DAY)
+        async with connection.reading() as session:
+            refresh_pass, planned = await _take_snapshot(
+                session, list(program.segments), segment_ids, NOW + DAY
+            )
+        await refresh_segments(store, program, NOW + DAY)  # another process, meanwhile
+        late = []
+        for segment in planned:
+            async with connection.transaction() as session:
+                late.append(await _refresh_segment(session, refresh_pass, segment))
+        async with connection.reading() as session:
+            await refresh_pass.drop(session)
+
+    assert [(r.name, r.entered, r.left, r.size) for r in late] == [
+        ("spenders", 0, 0, 3),
+        ("active-spenders", 0, 0, 2),
+    ]
+    assert await _members(store, "spenders") == {"rich", "poor", "gone"}
+    assert await _members(store, "active-spenders") == {"rich", "poor"}
+    assert await _changes(store) == [("active-spenders", "poor", True), ("spenders", "poor", True)]

@@ -17,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -81,8 +82,48 @@ class Store:
         async with self._read_sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def pinned(self) -> AsyncIterator[PinnedConnection]:
+        """One connection for a series of transactions that share temporary tables."""
+        async with self.engine.connect() as connection:
+            yield PinnedConnection(connection)
+
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+class PinnedConnection:
+    """Writing and reading transactions, one after another, all on one connection.
+
+    Temporary tables created with ``until="dropped"`` (see
+    :func:`core.db.dialect.scratch_table`) stay visible from one of its
+    transactions to the next; each transaction still commits on its own.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one writing transaction, committed on success."""
+        async with self._session(read_only=False) as session:
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads (and temporary tables); on SQLite it never takes the write lock."""
+        async with self._session(read_only=True) as session:
+            yield session
+
+    @asynccontextmanager
+    async def _session(self, *, read_only: bool) -> AsyncIterator[AsyncSession]:
+        # Execution options change the connection in place; "begin" below reads them.
+        await self._connection.execution_options(**{_READ_ONLY: read_only})
+        async with (
+            AsyncSession(bind=self._connection, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
 
 def open_store(settings: Settings, **engine_options: Any) -> Store:

@@ -74,20 +74,32 @@ async def serialize_writers(session: AsyncSession, name: str) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-async def scratch_table(session: AsyncSession, table: Table) -> None:
-    """Create ``table`` empty as a temporary table that lasts until this transaction ends.
+async def scratch_table(
+    session: AsyncSession, table: Table, *, until: Literal["commit", "dropped"] = "commit"
+) -> None:
+    """Create ``table`` empty as a temporary table of this connection.
 
-    PostgreSQL drops it at commit; SQLite keeps temporary tables for the
-    connection, so a leftover from an earlier transaction is dropped first.
+    By default it lasts until this transaction ends: PostgreSQL drops it at
+    commit; SQLite keeps temporary tables for the connection, so a leftover
+    from an earlier transaction is dropped first. With ``until="dropped"`` it
+    outlives the transaction on both, for later transactions on the same
+    connection (see :meth:`core.db.Store.pinned`), until :func:`drop_scratch_table`.
     """
     connection = await session.connection()
+    await drop_scratch_table(session, table)
     if backend_of(session) == "postgresql":
-        await connection.exec_driver_sql(f'DROP TABLE IF EXISTS pg_temp."{table.name}"')
-        create = CreateTable(table).compile(dialect=connection.dialect)
-        await connection.exec_driver_sql(f"{str(create).rstrip()} ON COMMIT DROP")
+        create = str(CreateTable(table).compile(dialect=connection.dialect)).rstrip()
+        suffix = " ON COMMIT DROP" if until == "commit" else ""
+        await connection.exec_driver_sql(f"{create}{suffix}")
     else:
-        await connection.exec_driver_sql(f'DROP TABLE IF EXISTS temp."{table.name}"')
         await connection.run_sync(lambda sync: table.create(sync))
+
+
+async def drop_scratch_table(session: AsyncSession, table: Table) -> None:
+    """Drop the temporary ``table`` if this connection has it."""
+    schema = "pg_temp" if backend_of(session) == "postgresql" else "temp"
+    connection = await session.connection()
+    await connection.exec_driver_sql(f'DROP TABLE IF EXISTS {schema}."{table.name}"')
 
 
 def rowcount(result: Any) -> int:

@@ -1,20 +1,22 @@
 """The rule compiler: a typed tree to one SQLAlchemy boolean expression.
 
-The expression reads the catalogue tables (``customers`` LEFT JOIN the
-per-customer tables a rule needs; see :func:`join_rule_tables`) and runs
-unchanged on SQLite and PostgreSQL: dialect differences live in
-:mod:`core.db.sqlfunctions`. Every value a rule mentions, and ``now``, is a
-bound parameter. Numbers are computed as doubles, text orders by code point,
-and NULL follows SQL's three-valued logic, exactly like
-:mod:`core.rules.reference`.
+Where the expression reads a customer's values from is a :class:`RuleSource`:
+by default the catalogue tables (``customers`` LEFT JOIN the per-customer
+tables a rule needs; see :func:`join_rule_tables`), or a
+:class:`~core.rules.snapshot.RuleSnapshot` that holds them in one row per
+customer. Either way the expression runs unchanged on SQLite and PostgreSQL:
+dialect differences live in :mod:`core.db.sqlfunctions`. Every value a rule
+mentions, and ``now``, is a bound parameter. Numbers are computed as
+doubles, text orders by code point, and NULL follows SQL's three-valued
+logic, exactly like :mod:`core.rules.reference`.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Collection
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Boolean,
@@ -69,7 +71,7 @@ from core.rules.nodes import (
 
 Sql = ColumnElement[Any]
 
-_SQL_TYPES: dict[Type, TypeEngine[Any]] = {
+SQL_TYPES: dict[Type, TypeEngine[Any]] = {
     Type.NUMBER: Float(),
     Type.TEXT: String(),
     Type.BOOL: Boolean(),
@@ -84,7 +86,7 @@ _COMPARE: dict[str, Callable[[Sql, Sql], Sql]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
-_ATTRIBUTES = {
+ATTRIBUTE_READERS = {
     Type.TEXT: JsonText,
     Type.NUMBER: JsonNumber,
     Type.BOOL: JsonBool,
@@ -92,10 +94,65 @@ _ATTRIBUTES = {
 }
 
 
-def compile_condition(tree: Node, now: datetime) -> ColumnElement[bool]:
-    """The SQL condition of a typed rule tree, evaluated at ``now`` (an aware datetime)."""
-    condition: ColumnElement[bool] = _Compiler(now).sql(tree)
+class RuleSource(Protocol):
+    """Where a compiled rule reads each customer's values from."""
+
+    @property
+    def customer_id(self) -> ColumnElement[int]:
+        """The customer's row id."""
+        ...
+
+    def field(self, name: str, kind: Type) -> Sql:
+        """The field ``name`` as rules see it (numbers as doubles, missing counts as 0)."""
+        ...
+
+    def attribute(self, key: str, kind: Type) -> Sql:
+        """The free attribute ``key`` read as ``kind`` (null when missing or another type)."""
+        ...
+
+    def has_event(self, event_type: str, now: Sql, since: Sql | None) -> Sql:
+        """Whether the customer has an event of ``event_type`` in ``(since, now]``: never null."""
+        ...
+
+
+class CatalogueSource:
+    """Rules read straight from the catalogue tables (see :func:`join_rule_tables`)."""
+
+    @property
+    def customer_id(self) -> ColumnElement[int]:
+        return CUSTOMERS.c.id
+
+    def field(self, name: str, kind: Type) -> Sql:
+        column = FIELDS[name].column
+        return RealNumber(column) if kind is Type.NUMBER else column
+
+    def attribute(self, key: str, kind: Type) -> Sql:
+        return ATTRIBUTE_READERS[kind](CUSTOMERS.c.attributes, key)
+
+    def has_event(self, event_type: str, now: Sql, since: Sql | None) -> Sql:
+        # Set-based: one scan of the events in the window, not a subquery per
+        # customer (the events table has no per-customer index, on purpose).
+        events = EVENTS.c
+        conditions = [events.type == event_type, events.occurred_at <= now]
+        if since is not None:
+            conditions.append(events.occurred_at > since)
+        return CUSTOMERS.c.id.in_(select(events.customer_id).where(*conditions))
+
+
+CATALOGUE = CatalogueSource()
+
+
+def compile_condition(
+    tree: Node, now: datetime, source: RuleSource = CATALOGUE
+) -> ColumnElement[bool]:
+    """The SQL condition of a typed rule tree over ``source``, evaluated at ``now`` (aware)."""
+    condition: ColumnElement[bool] = _Compiler(now, source).sql(tree)
     return condition
+
+
+def window_start(now: datetime, within: timedelta | None) -> ColumnElement[Any] | None:
+    """The exclusive start of a ``has_event`` window ending at ``now`` (None: no start)."""
+    return None if within is None else literal(now - within, UtcDateTime())
 
 
 def join_rule_tables(from_clause: FromClause, tables: Collection[str]) -> FromClause:
@@ -113,8 +170,9 @@ def join_rule_tables(from_clause: FromClause, tables: Collection[str]) -> FromCl
 
 
 class _Compiler:
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, source: RuleSource) -> None:
         self.now_moment = now
+        self.source = source
         # One bound parameter for "now", however often the rule mentions it.
         self.now = literal(now, UtcDateTime())
 
@@ -123,12 +181,12 @@ class _Compiler:
             case Constant():
                 return self.constant(node)
             case Field():
-                column = FIELDS[node.name].column
-                return RealNumber(column) if node.type is Type.NUMBER else column
+                return self.source.field(node.name, _type(node))
             case Attr():
-                return _ATTRIBUTES[_type(node)](CUSTOMERS.c.attributes, node.key)
+                return self.source.attribute(node.key, _type(node))
             case HasEvent():
-                return self.has_event(node)
+                since = window_start(self.now_moment, node.within)
+                return self.source.has_event(node.event_type, self.now, since)
             case Call():
                 return self.call(node)
             case Negate():
@@ -165,7 +223,7 @@ class _Compiler:
     def constant(self, node: Constant) -> Sql:
         if node.value is None and node.type is Type.ANY:
             return null()
-        return literal(node.value, _SQL_TYPES[_type(node)])
+        return literal(node.value, SQL_TYPES[_type(node)])
 
     def comparable(self, *nodes: Node, ordered: bool) -> list[Sql]:
         """Operands of a comparison; text that is ordered compares by code point."""
@@ -202,16 +260,6 @@ class _Compiler:
         if node.name == "starts_with":
             return StartsWith(*args)
         raise TypeError(f"no SQL for function {node.name!r}")
-
-    def has_event(self, node: HasEvent) -> Sql:
-        # Set-based: one scan of the events in the window, not a subquery per
-        # customer (the events table has no per-customer index, on purpose).
-        events = EVENTS.c
-        conditions = [events.type == node.event_type, events.occurred_at <= self.now]
-        if node.within is not None:
-            since = literal(self.now_moment - node.within, UtcDateTime())
-            conditions.append(events.occurred_at > since)
-        return CUSTOMERS.c.id.in_(select(events.customer_id).where(*conditions))
 
 
 def _type(node: Node) -> Type:

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Select, select
 
 from core.clock import as_utc
 from core.rules.checker import ParamValue, check
-from core.rules.compiler import compile_condition, join_rule_tables
+from core.rules.compiler import CATALOGUE, RuleSource, compile_condition, join_rule_tables
 from core.rules.fields import CUSTOMERS, EVENTS, FIELDS
 from core.rules.nodes import Field, HasEvent, Node, walk
 from core.rules.parser import parse
@@ -31,9 +31,10 @@ class Rule:
     fields: frozenset[str]
     tables: frozenset[str]
 
-    def condition(self, now: datetime) -> ColumnElement[bool]:
-        """The rule as one SQL condition over ``customers`` and the tables it needs, at ``now``."""
-        return compile_condition(self.tree, as_utc(now))
+    def condition(self, now: datetime, source: RuleSource = CATALOGUE) -> ColumnElement[bool]:
+        """The rule as one SQL condition at ``now``: by default over ``customers`` and the
+        tables it needs, or over another ``source`` such as a rule snapshot."""
+        return compile_condition(self.tree, as_utc(now), source)
 
     def select_customers(self, now: datetime) -> Select[int]:
         """``SELECT customers.id`` of every customer the rule matches at ``now``."""
