@@ -121,6 +121,15 @@ async def _prepare_newcomers(session: AsyncSession, program: Program, now: datet
     """
     placed = select(CustomerStage.customer_id)
     newcomers = select(Customer.id).where(Customer.id.not_in(placed))
+    # Every placed customer exists (the foreign key), so equal counts mean nobody is new:
+    # the usual case, and two counts cost far less than reading everyone's history.
+    counts = select(
+        select(func.count()).select_from(Customer).scalar_subquery(),
+        select(func.count()).select_from(CustomerStage).scalar_subquery(),
+    )
+    customers, placed_count = (await session.execute(counts)).one()
+    if customers == placed_count:
+        return
     comeback: ColumnElement[Any] = literal(None, UtcDateTime())
     source: FromClause = Customer.__table__
     if program.comeback_gap_days is not None:
@@ -160,10 +169,14 @@ async def _mark_reactivations(session: AsyncSession, program: Program, now: date
     if dormant is None:
         return 0
     still_dormant = dormant.rule.condition(now)
+    tables = dormant.rule.tables | {CustomerStage.__tablename__}
     leaving = (
         select(Customer.id)
-        .select_from(join_rule_tables(Customer.__table__, dormant.rule.tables))
-        .where(func.coalesce(still_dormant, false()) == false())
+        .select_from(join_rule_tables(Customer.__table__, tables))
+        .where(
+            CustomerStage.stage == dormant.name,
+            func.coalesce(still_dormant, false()) == false(),
+        )
     )
     result = await session.execute(
         update(CustomerStage)

@@ -37,6 +37,7 @@ from core.rules.nodes import (
     ArithmeticOp,
     Between,
     Call,
+    CompareOp,
     Comparison,
     Constant,
     InList,
@@ -871,6 +872,38 @@ def only_with_slow_marker(request: pytest.FixtureRequest) -> None:
 @given(population=people, trees=st.lists(rule_trees, min_size=1, max_size=6))
 @settings(PROPERTY_SETTINGS, max_examples=3000, derandomize=False)
 async def test_sql_matches_the_reference_evaluator_long_sweep(
+    store: Store, population: list[Person], trees: list[Node]
+) -> None:
+    await check_sql_matches_reference(store, population, trees)
+
+
+# `days_since(t) < 30` compiles to a comparison of t itself; these pin that rewrite to the
+# reference on every edge: whole and half bounds, both operand orders, under `not` (where a
+# null must stay null), around moments a microsecond either side of whole days and hours,
+# and bounds beyond the calendar, which fall back to the arithmetic.
+ELAPSED_BOUNDS = [0.0, 0.5, 1.0, 1.5, 2.0, 7.0, 10.0, 10.5, 11.0, 12.0, 24.0, 29.5, 30.0, 41.0]
+ELAPSED_BOUNDS += [48.0, 100.0, 168.0, 243.0, 3e6, 8e7]
+
+
+@st.composite
+def elapsed_comparisons(draw: st.DrawFn) -> Node:
+    function = draw(st.sampled_from(["days_since", "hours_since"]))
+    moment: Node = Name(draw(st.sampled_from(FIELDS_OF[Type.TIME])))
+    if draw(st.booleans()):
+        moment = Call("coalesce", (moment, Name(draw(st.sampled_from(FIELDS_OF[Type.TIME])))))
+    call = Call(function, (moment,))
+    bound: Node = Constant(draw(st.sampled_from(ELAPSED_BOUNDS)))
+    if draw(st.integers(0, 4)) == 0:
+        bound = Negate(bound)  # not a plain constant: left to the arithmetic
+    ops: list[CompareOp] = ["==", "!=", "<", "<=", ">", ">="]
+    op = draw(st.sampled_from(ops))
+    tree: Node = Comparison(op, bound, call) if draw(st.booleans()) else Comparison(op, call, bound)
+    return Not(tree) if draw(st.booleans()) else tree
+
+
+@given(population=people, trees=st.lists(elapsed_comparisons(), min_size=1, max_size=6))
+@settings(PROPERTY_SETTINGS, max_examples=150)
+async def test_elapsed_comparisons_match_the_reference_evaluator(
     store: Store, population: list[Person], trees: list[Node]
 ) -> None:
     await check_sql_matches_reference(store, population, trees)

@@ -13,6 +13,7 @@ logic, exactly like :mod:`core.rules.reference`.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
@@ -56,6 +57,7 @@ from core.rules.nodes import (
     Attr,
     Between,
     Call,
+    CompareOp,
     Comparison,
     Constant,
     Field,
@@ -86,6 +88,16 @@ _COMPARE: dict[str, Callable[[Sql, Sql], Sql]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+_UNITS = {"days_since": timedelta(days=1), "hours_since": timedelta(hours=1)}
+_MIRRORED: dict[CompareOp, CompareOp] = {
+    "==": "==",
+    "!=": "!=",
+    "<": ">",
+    "<=": ">=",
+    ">": "<",
+    ">=": "<=",
+}
+"""The operator that keeps a comparison true when its two sides swap places."""
 ATTRIBUTE_READERS = {
     Type.TEXT: JsonText,
     Type.NUMBER: JsonNumber,
@@ -201,6 +213,9 @@ class _Compiler:
             case Arithmetic():
                 return self.arithmetic(node)
             case Comparison():
+                bounded = self.elapsed_comparison(node)
+                if bounded is not None:
+                    return bounded
                 left, right = self.comparable(
                     node.left, node.right, ordered=node.op not in ("==", "!=")
                 )
@@ -231,6 +246,50 @@ class _Compiler:
         if ordered and nodes[0].type is Type.TEXT:
             return [CodePointOrder(operand) for operand in operands]
         return operands
+
+    def elapsed_comparison(self, node: Comparison) -> Sql | None:
+        """``days_since(t) < 30`` as ``t > now - 30 days``, when ``t`` is a time and the
+        other side a number; None otherwise.
+
+        The same answer, NULL included, from a comparison of the stored time itself,
+        instead of working out whole days for every row: the elapsed count is a whole
+        number ``n``, and ``n < k`` for a whole ``k`` holds exactly when less than
+        ``k`` units have passed.
+        """
+        op, call, bound = node.op, node.left, node.right
+        if isinstance(call, Constant):
+            op, call, bound = _MIRRORED[op], bound, call
+        if not (
+            isinstance(call, Call)
+            and call.name in _UNITS
+            and call.args[0].type is Type.TIME
+            and isinstance(bound, Constant)
+            and isinstance(bound.value, float)
+        ):
+            return None
+        value = bound.value
+        try:
+            # The whole bound k with: n < value ⇔ n < k, n >= value ⇔ n >= k, and so on.
+            if op in ("==", "!="):
+                if not value.is_integer():
+                    return None
+                whole = int(value)
+            else:
+                whole = math.ceil(value) if op in ("<", ">=") else math.floor(value) + 1
+            unit = _UNITS[call.name]
+            # At least k units have passed since t exactly when t <= now - k units.
+            passed = literal(self.now_moment - whole * unit, UtcDateTime())
+            passed_next = literal(self.now_moment - (whole + 1) * unit, UtcDateTime())
+        except (OverflowError, ValueError):
+            return None  # a bound beyond the calendar: leave it to the arithmetic
+        moment = self.sql(call.args[0])
+        if op in ("<", "<="):
+            return moment > passed
+        if op in (">", ">="):
+            return moment <= passed
+        if op == "==":
+            return and_(moment <= passed, moment > passed_next)
+        return or_(moment > passed, moment <= passed_next)
 
     def arithmetic(self, node: Arithmetic) -> Sql:
         left, right = self.sql(node.left), self.sql(node.right)
