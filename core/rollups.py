@@ -112,7 +112,11 @@ def rollup_totals(
         if amount is not None:
             revenue[customer] = revenue.get(customer, 0) + amount
     last_seen: list[dict[int, int]] = []
+    present = set(kinds)
     for _, kind in _LAST_SEEN:
+        if kind not in present:  # most batches lack some of them: skip their passes
+            last_seen.append({})
+            continue
         chosen = list(map(eq, kinds, repeat(kind)))
         _, latest = _earliest_and_latest(
             list(compress(customers, chosen)), list(compress(times, chosen))

@@ -42,7 +42,9 @@ class SqliteSettings(_Section):
 class ImportSettings(_Section):
     """Limits and batching for ``cadence import``."""
 
-    batch_size: int = Field(50_000, ge=1)
+    # Rows per transaction. A batch folds into the rollups as one upsert per customer in
+    # it, so larger batches mean fewer upserts; 100,000 still commits about thrice a second.
+    batch_size: int = Field(100_000, ge=1)
     max_field_bytes: int = Field(64 * 1024, ge=1)
     # Files at least this large are parsed in a second process while this one writes;
     # below it the process start-up (about a third of a second) is not worth it.
