@@ -388,14 +388,19 @@ async def _record_changes(
     # first false term, a value is worked out whole (SQLite's AND does not short-circuit
     # in a value), and most customers are non-members for whom it is false early.
     changed = or_(and_(not_(was_member), qualifies), and_(was_member, qualifies.is_not(true())))
-    look = _where_to_look(planned.definition, snapshot)
     record = insert(SegmentChange)
     columns = ["segment_id", "customer_id", "entered", "at"]
     change = select(literal(segment_id), snapshot.field("customer_id"), not_(was_member), at)
-    await session.execute(record.from_select(columns, change.where(look, changed)))
-    if planned.definition.spec.stage is not None and snapshot.grouped:
+    stage = planned.definition.spec.stage
+    if stage is None or not snapshot.grouped:
+        await session.execute(record.from_select(columns, change.where(changed)))
+    else:
+        # The stage's rows, where the rule decides; then the members now in another
+        # stage, who left whatever the rule says.
+        in_stage = and_(snapshot.in_group(stage), snapshot.field("stage") == stage)
+        await session.execute(record.from_select(columns, change.where(in_stage, changed)))
         if strays is None:
-            moved = change.where(not_(look), was_member)
+            moved = change.where(was_member, snapshot.field("stage").is_distinct_from(stage))
         else:
             moved = select(literal(segment_id), strays.c.customer_id, false(), at).where(
                 strays.c[planned.word_column].op("&")(planned.mask) != 0
@@ -431,15 +436,9 @@ def segment_condition(definition: SegmentDefinition, snapshot: RuleSnapshot) -> 
     (and then, in a snapshot grouped by stage, only that stage's rows are read)."""
     condition = snapshot.condition(definition.rule)
     stage = definition.spec.stage
-    if stage is not None:
-        condition = and_(snapshot.field("stage") == stage, condition)
-    return and_(_where_to_look(definition, snapshot), condition)
-
-
-def _where_to_look(definition: SegmentDefinition, snapshot: RuleSnapshot) -> ColumnElement[bool]:
-    """The rows of the segment's stage (every row for a segment without one)."""
-    stage = definition.spec.stage
-    return true() if stage is None else snapshot.in_group(stage)
+    if stage is None:
+        return condition
+    return and_(snapshot.in_group(stage), snapshot.field("stage") == stage, condition)
 
 
 @dataclass(frozen=True)
