@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from core.lifecycle import refresh_stages
 from core.models import Customer, Segment, SegmentChange, SegmentMember, SegmentSize
 from core.program import Program, load_program
 from core.segments import (
+    SegmentRefresh,
     _refresh_segment,
     _take_snapshot,
     refresh_segments,
@@ -161,47 +163,66 @@ async def test_removed_segments_are_archived_and_emptied(store: Store, tmp_path:
     assert len(sizes) == 3  # two refreshes of "spenders", one of the other before removal
 
 
+async def _pass_interrupted_by(
+    store: Store, program: Program, now: datetime, meanwhile: Callable[[], Awaitable[None]]
+) -> list[SegmentRefresh]:
+    """A refresh pass of every segment that takes its snapshot, lets ``meanwhile`` run (as
+    another process would), then writes."""
+    async with store.pinned() as connection:
+        async with connection.transaction() as session:
+            segment_ids = await sync_segments(session, program, now)
+        async with connection.reading() as session:
+            refresh_pass, planned = await _take_snapshot(
+                session, list(program.segments), segment_ids, now
+            )
+        await meanwhile()
+        async with connection.transaction() as session:
+            results = [await _refresh_segment(session, refresh_pass, p) for p in planned]
+        async with connection.reading() as session:
+            await refresh_pass.drop(session)
+    return results
+
+
+async def _placed_then_lapsed(store: Store, program: Program) -> datetime:
+    """Baseline everything now; then, 70 days on, "poor" is an active spender and "rich"
+    has lapsed into "inactive"; returns that later moment, stages refreshed."""
+    ids = await _people(store)
+    async with store.transaction() as session:
+        await refresh_stages(session, program, NOW)
+    await refresh_segments(store, program, NOW)
+    later = NOW + 70 * DAY
+    await update_rollup(store, ids["poor"], revenue_total=150, last_event_at=later - DAY)
+    async with store.transaction() as session:
+        await refresh_stages(session, program, later)
+    return later
+
+
+EXPECTED_AFTER_LAPSE = [
+    ("active-spenders", "poor", True),
+    ("active-spenders", "rich", False),
+    ("spenders", "poor", True),
+]
+
+
 async def test_a_refresh_between_snapshot_and_write_is_not_counted_twice(
     store: Store, tmp_path: Path
 ) -> None:
     """A pass reads the members when it takes its snapshot; if another refresh changes them
     before the pass writes (a CLI refresh beside the scheduler), the pass reads them again."""
     program = _program(tmp_path)
-    ids = await _people(store)
-    async with store.transaction() as session:
-        await refresh_stages(session, program, NOW)
-    await refresh_segments(store, program, NOW)
-    # "poor" becomes a spender; "rich" lapses into "inactive", leaving "active-spenders".
-    later = NOW + 70 * DAY
-    await update_rollup(store, ids["poor"], revenue_total=150, last_event_at=later - DAY)
-    async with store.transaction() as session:
-        await refresh_stages(session, program, later)
-    async with store.pinned() as connection:
-        async with connection.transaction() as session:
-            segment_ids = await sync_segments(session, program, later)
-        async with connection.reading() as session:
-            refresh_pass, planned = await _take_snapshot(
-                session, list(program.segments), segment_ids, later
-            )
-        await refresh_segments(store, program, later)  # another process, meanwhile
-        late = []
-        for segment in planned:
-            async with connection.transaction() as session:
-                late.append(await _refresh_segment(session, refresh_pass, segment))
-        async with connection.reading() as session:
-            await refresh_pass.drop(session)
+    later = await _placed_then_lapsed(store, program)
 
-    assert [(r.name, r.entered, r.left, r.size) for r in late] == [
-        ("spenders", 0, 0, 3),
-        ("active-spenders", 0, 0, 1),
+    async def refresh_meanwhile() -> None:
+        await refresh_segments(store, program, later)
+
+    late = await _pass_interrupted_by(store, program, later, refresh_meanwhile)
+    assert [(r.name, r.entered, r.left) for r in late] == [
+        ("spenders", 0, 0),
+        ("active-spenders", 0, 0),
     ]
     assert await _members(store, "spenders") == {"rich", "poor", "gone"}
     assert await _members(store, "active-spenders") == {"poor"}
-    assert await _changes(store) == [
-        ("active-spenders", "poor", True),
-        ("active-spenders", "rich", False),
-        ("spenders", "poor", True),
-    ]
+    assert await _changes(store) == EXPECTED_AFTER_LAPSE
 
 
 async def test_a_pass_that_reads_members_again_still_finds_who_moved_stage(
@@ -210,30 +231,16 @@ async def test_a_pass_that_reads_members_again_still_finds_who_moved_stage(
     """After reading the members again, a pass finds members who moved to another stage by a
     scan instead of from the strays it found at first; the outcome is the same."""
     program = _program(tmp_path)
-    await _people(store)
-    async with store.transaction() as session:
-        await refresh_stages(session, program, NOW)
-    await refresh_segments(store, program, NOW)
-    later = NOW + 70 * DAY  # "rich" lapses into "inactive"
-    async with store.transaction() as session:
-        await refresh_stages(session, program, later)
-    async with store.pinned() as connection:
-        async with connection.transaction() as session:
-            segment_ids = await sync_segments(session, program, later)
-        async with connection.reading() as session:
-            refresh_pass, planned = await _take_snapshot(
-                session, list(program.segments), segment_ids, later
-            )
-        async with store.transaction() as session:  # as if another refresh had run
-            await session.execute(update(Segment).values(revision=Segment.revision + 1))
-        async with connection.transaction() as session:
-            late = [await _refresh_segment(session, refresh_pass, p) for p in planned]
-        async with connection.reading() as session:
-            await refresh_pass.drop(session)
+    later = await _placed_then_lapsed(store, program)
 
+    async def bump_revisions() -> None:  # as if another refresh had run and changed nothing
+        async with store.transaction() as session:
+            await session.execute(update(Segment).values(revision=Segment.revision + 1))
+
+    late = await _pass_interrupted_by(store, program, later, bump_revisions)
     assert [(r.name, r.entered, r.left) for r in late] == [
-        ("spenders", 0, 0),
-        ("active-spenders", 0, 1),
+        ("spenders", 1, 0),
+        ("active-spenders", 1, 1),
     ]
-    assert await _members(store, "active-spenders") == set()
-    assert await _changes(store) == [("active-spenders", "rich", False)]
+    assert await _members(store, "active-spenders") == {"poor"}
+    assert await _changes(store) == EXPECTED_AFTER_LAPSE
