@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain, compress, repeat
-from operator import gt
+from operator import gt, itemgetter
 from typing import Any
 
 from sqlalchemy import Float, column, func, insert, select, table
@@ -101,7 +101,8 @@ async def _store_sqlite(session: AsyncSession, rows: list[EventRow], now: dateti
     connection = await session.connection()
     # Rows already carry SQLite's storage form (see core.db.types.UtcDateTime).
     inserted = await _insert_sqlite(connection, rows)
-    customers, kinds, times, values = list(zip(*rows, strict=True))[:4]
+    # Only the four columns the rollups read: transposing all eight costs four times more.
+    customers, kinds, times, values = (list(map(itemgetter(i), rows)) for i in range(4))
     utc_now = now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
     future = list(map(gt, times, repeat(epoch_micros(utc_now))))  # held, not counted yet
     if inserted == len(rows):
