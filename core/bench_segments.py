@@ -21,6 +21,7 @@ import random
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def bench_program(program: Program, segments: int) -> Program:
             tags=["bench"],
         )
         chosen.append(SegmentDefinition(spec, parse_rule(rule, params=program.params)))
-    return Program(program.directory, program.params, program.stages, chosen, program.scores)
+    return replace(program, segments=chosen)
 
 
 def _variant_rule(number: int) -> str:

@@ -34,7 +34,11 @@ def read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
 
 
 def line_of(text: str, loc: Sequence[str | int]) -> int | None:
-    """The line of the key at ``loc`` (``["stage", 2, "rule"]``), or of its table."""
+    """The line of the key at ``loc`` (``["stage", 2, "rule"]``), or of its table.
+
+    A key inside an inline table (``target = { segment = "x" }``) is found on the
+    line of the key that holds the table.
+    """
     path = [str(part) for part in loc if not isinstance(part, int)]
     indexes = [part for part in loc if isinstance(part, int)]
     # The array-of-tables element ``loc`` points into, if any: its header and its index.
@@ -43,6 +47,7 @@ def line_of(text: str, loc: Sequence[str | int]) -> int | None:
     seen = -1
     current = ""
     best: int | None = None
+    holder = path[-2] if array is not None and len(path) > len(array.split(".")) + 1 else None
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
@@ -61,4 +66,6 @@ def line_of(text: str, loc: Sequence[str | int]) -> int | None:
             rf"\s*{re.escape(path[-1])}\s*=", line
         ):
             return number
+        if holder is not None and re.match(rf"\s*{re.escape(holder)}\s*=", line):
+            best = number
     return best

@@ -522,3 +522,21 @@ def test_bench_import_prints_one_json_line(cli: Cli) -> None:
     assert result["ratio"] == pytest.approx(
         result["rows_per_s"] / result["floor_rows_per_s"], rel=0.01
     )
+
+
+def test_program_validate_passes_the_default_program_and_names_a_mistake(cli: Cli) -> None:
+    cli.ok("init", "mine")
+    target = cli.cwd / "mine"
+    valid = cli.ok("--config", str(target), "program", "validate")
+    assert "is valid: 5 stages, 40 segments, 5 campaigns (1 ad-hoc, 4 cycle)" in valid
+
+    campaigns = target / "program" / "campaigns.toml"
+    text = campaigns.read_text(encoding="utf-8")
+    campaigns.write_text(text.replace('"0 10 * * MON"', '"0 10 * * MONDAY"'), encoding="utf-8")
+    result = cli("--config", str(target), "program", "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    line = text.splitlines().index('schedule = "0 10 * * MON"') + 1
+    assert f"campaigns.toml:{line}: campaign `active-hv-monthly-offer`, field `schedule`:" in (
+        result.stderr
+    )
+    assert "not a cron schedule" in result.stderr

@@ -1,10 +1,12 @@
-"""The marketing program: lifecycle stages, segments and scores, read from files.
+"""The marketing program: lifecycle stages, segments, scores and campaigns, read from files.
 
 A program folder (``config/program`` by default, ``program_dir`` in the
 settings) holds ``stages.toml`` (``[params]`` and the ordered ``[[stage]]``
-list), ``segments.toml`` plus any ``segments-*.toml`` (``[[segment]]``) and
-``scores.toml``. :func:`load_program` reads and checks all of it, compiling
-every rule, and reports every problem at once with its file, line and field.
+list), ``segments.toml`` plus any ``segments-*.toml`` (``[[segment]]``),
+``scores.toml``, and ``campaigns.toml`` plus any ``campaigns-*.toml``
+(``[[campaign]]``). :func:`load_program` reads and checks all of it,
+compiling every rule, and reports every problem at once with its file, line
+and field.
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ValidationError
 
+from core import clock
 from core.errors import ConfigError
-from core.program.model import ParamValue, ScoresSpec, SegmentSpec, StageSpec
+from core.program.model import CampaignSpec, ParamValue, ScoresSpec, SegmentSpec, StageSpec
 from core.rules import Rule, RuleError, parse_rule
 from core.tomlfile import line_of, read_toml
 
 STAGES_FILE = "stages.toml"
 SCORES_FILE = "scores.toml"
 SEGMENT_FILES = ("segments.toml", "segments-*.toml")
+CAMPAIGN_FILES = ("campaigns.toml", "campaigns-*.toml")
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
@@ -58,6 +64,18 @@ class SegmentDefinition:
 
 
 @dataclass(frozen=True)
+class CampaignDefinition:
+    """A campaign with the compiled extra rule of its target, if it has one."""
+
+    spec: CampaignSpec
+    rule: Rule | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
 class Program:
     """Everything the program files define, checked and compiled."""
 
@@ -68,6 +86,7 @@ class Program:
     scores: ScoresSpec
     comeback_gap_days: float | None = None
     """See :attr:`StageSpec.comeback_gap_days`, with a param name resolved to its value."""
+    campaigns: list[CampaignDefinition] = field(default_factory=list)
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -111,8 +130,11 @@ class _Problems:
         self.lines.append(f"{path}{f':{line}' if line else ''}: {where}: {message}")
 
 
-def load_program(directory: Path) -> Program:
-    """Read, check and compile the program in ``directory``; raises :class:`ProgramError`."""
+def load_program(directory: Path, templates_dir: Path | None = None) -> Program:
+    """Read, check and compile the program in ``directory``; raises :class:`ProgramError`.
+
+    With ``templates_dir``, every template a campaign names must be there.
+    """
     if not directory.is_dir():
         raise ProgramError(
             f"{directory}: no such program folder; set `program_dir` in the settings "
@@ -153,9 +175,97 @@ def load_program(directory: Path) -> Program:
     scores_text, scores_data = read_toml(scores_path, "scores file")
     scores = _validate(ScoresSpec, scores_data, scores_path, scores_text, (), problems)
 
+    known = _Known(stage_names, set(seen), params, templates_dir)
+    campaigns = _campaigns(directory, known, problems)
+
     if problems.lines or scores is None:
         raise ProgramError("\n".join(["the program has problems:", *problems.lines]))
-    return Program(directory, params, stages, segments, scores, comeback_gap)
+    return Program(directory, params, stages, segments, scores, comeback_gap, campaigns)
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What campaigns may refer to."""
+
+    stages: set[str]
+    segments: set[str]
+    params: dict[str, ParamValue]
+    templates_dir: Path | None
+
+
+def _campaigns(directory: Path, known: _Known, problems: _Problems) -> list[CampaignDefinition]:
+    campaigns: list[CampaignDefinition] = []
+    seen: dict[str, Path] = {}
+    files = [path for pattern in CAMPAIGN_FILES for path in sorted(directory.glob(pattern))]
+    for path in files:
+        text, data = read_toml(path, "campaigns file")
+        for index, spec in _specs(CampaignSpec, "campaign", path, text, data, problems):
+            if spec.name in seen:
+                message = f"also defined in {seen[spec.name]}"
+                problems.add(path, text, ("campaign", index, "name"), message, name=spec.name)
+            seen[spec.name] = path
+            campaign = _campaign(spec, ("campaign", index), path, text, known, problems)
+            if campaign is not None:
+                campaigns.append(campaign)
+    return campaigns
+
+
+def _campaign(
+    spec: CampaignSpec,
+    loc: tuple[str | int, ...],
+    path: Path,
+    text: str,
+    known: _Known,
+    problems: _Problems,
+) -> CampaignDefinition | None:
+    """The campaign checked against what it refers to, or None if its rule does not compile."""
+
+    def problem(field: tuple[str | int, ...], message: str) -> None:
+        problems.add(path, text, (*loc, *field), message, name=spec.name)
+
+    target = spec.target
+    if target.stage is not None and target.stage not in known.stages:
+        problem(("target", "stage"), _unknown("stage", target.stage, known.stages))
+    if target.segment is not None and target.segment not in known.segments:
+        problem(("target", "segment"), _unknown("segment", target.segment, known.segments))
+    if spec.schedule is not None and (trouble := _schedule_problem(spec.schedule)):
+        problem(("schedule",), trouble)
+    for variant in spec.variants:
+        if trouble := _template_problem(variant, spec.channel, known.templates_dir):
+            problem(("variants",), trouble)
+    if target.rule is None:
+        return CampaignDefinition(spec, None)
+    try:
+        return CampaignDefinition(spec, parse_rule(target.rule, params=known.params))
+    except RuleError as error:
+        where = (*loc, "target", "rule")
+        line = _rule_line(text, where, error)
+        problems.add(path, text, where, str(error), name=spec.name, line=line)
+        return None
+
+
+def _schedule_problem(schedule: str) -> str | None:
+    """What is wrong with a cron ``schedule``, or None."""
+    try:
+        trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
+    except ValueError as error:
+        return f"not a cron schedule (minute hour day month weekday): {error}"
+    if trigger.get_next_fire_time(None, clock.now()) is None:
+        return f"the schedule {schedule!r} never comes round"
+    return None
+
+
+def _template_problem(name: str, channel: str, templates_dir: Path | None) -> str | None:
+    """What is missing of template ``name`` for ``channel``, or None."""
+    if templates_dir is None:
+        return None
+    parts = ["subject", "txt"] if channel == "email" else ["txt"]
+    missing = [
+        f"{name}.{part}.j2" for part in parts if not (templates_dir / f"{name}.{part}.j2").is_file()
+    ]
+    if not missing:
+        return None
+    return f"template `{name}` lacks {', '.join(missing)} in {templates_dir}"
 
 
 def _segment_files(directory: Path) -> list[Path]:

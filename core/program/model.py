@@ -7,11 +7,22 @@ to them.
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from core.durations import DURATION_FORMAT, parse_duration
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+SegmentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,127}$")]
 ParamValue = float | int | str | bool
 
 
@@ -40,7 +51,7 @@ class StageSpec(_Spec):
 class SegmentSpec(_Spec):
     """A target group: a rule, optionally within one stage, with tags for browsing."""
 
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,127}$")]
+    name: SegmentName
     description: str
     stage: Name | None = None
     rule: str
@@ -61,3 +72,70 @@ class ScoresSpec(_Spec):
 
     engagement: DecaySpec
     lead: DecaySpec
+
+
+def _duration(text: str) -> str:
+    duration = parse_duration(text)
+    if duration is None or duration <= timedelta(0):
+        raise ValueError(f"must be {DURATION_FORMAT}, not {text!r}")
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+"""A positive duration as written in the file; :func:`core.durations.parse_duration` reads it."""
+CampaignKind = Literal["cycle", "ad_hoc", "triggered", "journey"]
+Channel = Literal["email", "sms", "webhook", "in_app", "file"]
+
+
+class TargetSpec(_Spec):
+    """Who a campaign is for: a stage, a segment or both, narrowed by an optional rule."""
+
+    stage: Name | None = None
+    segment: SegmentName | None = None
+    rule: str | None = None
+
+    @model_validator(mode="after")
+    def _aims_somewhere(self) -> TargetSpec:
+        if self.stage is None and self.segment is None:
+            raise ValueError("needs a `stage`, a `segment` or both")
+        return self
+
+
+class GoalSpec(_Spec):
+    """What counts as the campaign working: an event of this type within the window."""
+
+    event: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
+    within: Duration
+
+
+class CampaignSpec(_Spec):
+    """A campaign: who it targets, what it sends on which channel, and how often."""
+
+    name: SegmentName
+    description: str | None = None
+    kind: CampaignKind
+    target: TargetSpec
+    channel: Channel
+    variants: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]] = (
+        Field(min_length=1)
+    )
+    """Template names, rotated between runs (see ``templates_dir``)."""
+    priority: int = Field(50, ge=0, le=1000)
+    """When campaigns compete for a customer, the higher priority wins."""
+    category: Literal["marketing", "transactional"] = "marketing"
+    goal: GoalSpec | None = None
+    control: float = Field(10.0, ge=0, le=100)
+    """Percentage of the audience kept as a control group, never sent this campaign."""
+    cooldown: Duration | None = None
+    """The same campaign reaches a customer at most once per cooldown."""
+    schedule: str | None = None
+    """Cron (minute hour day month weekday) in the program's time zone; cycles only."""
+    status: Literal["active", "paused", "archived"] = "active"
+
+    @model_validator(mode="after")
+    def _schedule_fits_kind(self) -> CampaignSpec:
+        if self.kind == "cycle" and self.schedule is None:
+            raise ValueError('a cycle campaign needs a `schedule` (cron, e.g. "0 10 * * MON")')
+        if self.kind != "cycle" and self.schedule is not None:
+            raise ValueError(f"only cycle campaigns have a `schedule`, not {self.kind} ones")
+        return self

@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import cast
 
+from core.durations import parse_duration
 from core.rules.errors import RuleError
 from core.rules.fields import FIELD_NAMES, FIELDS
 from core.rules.functions import FUNCTION_NAMES, FUNCTIONS, FunctionSpec
@@ -44,13 +45,6 @@ ParamValue = float | int | str | bool
 """A program parameter's value: a rule reads it as a constant of the same type."""
 
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
-_DURATION = re.compile(r"([0-9]{1,6})([mhdw])")
-_DURATION_UNITS = {
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-}
 MAX_WITHIN = timedelta(days=36_525)
 """A hundred years: longer windows mean "ever", which is `has_event(type)` without `within`."""
 
@@ -339,13 +333,12 @@ class _Checker:
         window = None
         if within is not None:
             text = self.text_constant(within, "has_event", "within")
-            match = _DURATION.fullmatch(text)
-            if match is None:
+            window = parse_duration(text)
+            if window is None:
                 raise self.error(
                     f"`within` needs {_WANTED[Type.DURATION]}, found {self.source(within)}",
                     within,
                 )
-            window = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
             if not timedelta(0) < window <= MAX_WITHIN:
                 raise self.error(
                     f"`within` must be more than 0 and at most {MAX_WITHIN.days} days, "
