@@ -232,6 +232,7 @@ async def _take_snapshot(
         _Planned(ids[definition.name], definition, revisions[ids[definition.name]])
         for definition in chosen
     ]
+    words = sorted({p.word for p in planned})
     position = _members.c.segment_id - 1
     bit = literal(1, BigInteger()).op("<<")(position % _WORD_BITS)
     membership = (
@@ -241,7 +242,7 @@ async def _take_snapshot(
                 cast(
                     func.sum(case((position // _WORD_BITS == word, bit), else_=0)), BigInteger
                 ).label(_word_column(word))
-                for word in sorted({p.word for p in planned})
+                for word in words
             ),
         )
         .group_by(_members.c.customer_id)
@@ -255,15 +256,14 @@ async def _take_snapshot(
         grouped_by="stage" if needs_stage else None,
     )
     await snapshot.build(session)
-    strays = await _find_strays(session, snapshot, planned) if needs_stage else None
+    strays = await _find_strays(session, snapshot, planned, words) if needs_stage else None
     return _Pass(snapshot, strays), planned
 
 
 async def _find_strays(
-    session: AsyncSession, snapshot: RuleSnapshot, planned: list[_Planned]
+    session: AsyncSession, snapshot: RuleSnapshot, planned: list[_Planned], words: list[int]
 ) -> Table:
     """Copy each customer's bits of segments of other stages than theirs, where there are any."""
-    words = sorted({p.word for p in planned})
     strays = Table(
         "segment_strays",
         MetaData(),
@@ -272,16 +272,14 @@ async def _find_strays(
         prefixes=["TEMPORARY"],
     )
     await scratch_table(session, strays, until="dropped")
-    scoped = [p for p in planned if p.definition.spec.stage is not None]
-    stages = sorted({p.definition.spec.stage for p in scoped if p.definition.spec.stage})
+    scoped = [(p, p.definition.spec.stage) for p in planned if p.definition.spec.stage]
+    stages = sorted({stage for _, stage in scoped})
     stage = snapshot.field("stage")
 
     def elsewhere(word: int) -> ColumnElement[int]:
         """The word's bits of segments of another stage than the customer's."""
         masks = {
-            value: sum(
-                p.mask for p in scoped if p.word == word and p.definition.spec.stage != value
-            )
+            value: sum(p.mask for p, own in scoped if p.word == word and own != value)
             for value in (*stages, None)
         }
         other = case({value: masks[value] for value in stages}, value=stage, else_=masks[None])

@@ -260,9 +260,8 @@ def _template_problem(name: str, channel: str, templates_dir: Path | None) -> st
     if templates_dir is None:
         return None
     parts = ["subject", "txt"] if channel == "email" else ["txt"]
-    missing = [
-        f"{name}.{part}.j2" for part in parts if not (templates_dir / f"{name}.{part}.j2").is_file()
-    ]
+    files = [f"{name}.{part}.j2" for part in parts]
+    missing = [file for file in files if not (templates_dir / file).is_file()]
     if not missing:
         return None
     return f"template `{name}` lacks {', '.join(missing)} in {templates_dir}"

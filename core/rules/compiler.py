@@ -73,7 +73,7 @@ from core.rules.nodes import (
 
 Sql = ColumnElement[Any]
 
-SQL_TYPES: dict[Type, TypeEngine[Any]] = {
+_SQL_TYPES: dict[Type, TypeEngine[Any]] = {
     Type.NUMBER: Float(),
     Type.TEXT: String(),
     Type.BOOL: Boolean(),
@@ -88,7 +88,11 @@ _COMPARE: dict[str, Callable[[Sql, Sql], Sql]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
-_UNITS = {"days_since": timedelta(days=1), "hours_since": timedelta(hours=1)}
+_UNITS = {
+    "days_since": timedelta(seconds=DaysSince.unit_seconds),
+    "hours_since": timedelta(seconds=HoursSince.unit_seconds),
+}
+"""The unit each elapsed-time function counts, as its SQL construct counts it."""
 _MIRRORED: dict[CompareOp, CompareOp] = {
     "==": "==",
     "!=": "!=",
@@ -98,7 +102,7 @@ _MIRRORED: dict[CompareOp, CompareOp] = {
     ">=": "<=",
 }
 """The operator that keeps a comparison true when its two sides swap places."""
-ATTRIBUTE_READERS = {
+_ATTRIBUTES = {
     Type.TEXT: JsonText,
     Type.NUMBER: JsonNumber,
     Type.BOOL: JsonBool,
@@ -139,7 +143,7 @@ class CatalogueSource:
         return RealNumber(column) if kind is Type.NUMBER else column
 
     def attribute(self, key: str, kind: Type) -> Sql:
-        return ATTRIBUTE_READERS[kind](CUSTOMERS.c.attributes, key)
+        return _ATTRIBUTES[kind](CUSTOMERS.c.attributes, key)
 
     def has_event(self, event_type: str, now: Sql, since: Sql | None) -> Sql:
         # Set-based: one scan of the events in the window, not a subquery per
@@ -238,7 +242,7 @@ class _Compiler:
     def constant(self, node: Constant) -> Sql:
         if node.value is None and node.type is Type.ANY:
             return null()
-        return literal(node.value, SQL_TYPES[_type(node)])
+        return literal(node.value, _SQL_TYPES[_type(node)])
 
     def comparable(self, *nodes: Node, ordered: bool) -> list[Sql]:
         """Operands of a comparison; text that is ordered compares by code point."""
