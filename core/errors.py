@@ -7,3 +7,7 @@ class CadenceError(Exception):
 
 class ConfigError(CadenceError):
     """A settings or program file is invalid; the message names the file and the key."""
+
+
+class CampaignError(CadenceError):
+    """A campaign cannot be planned, launched or changed as asked; the message says why."""

@@ -304,3 +304,129 @@ class ClvFit(Base):
     log_likelihood: Mapped[float]
     time_unit: Mapped[str] = mapped_column(String(16))
     parameters: Mapped[dict[str, Any]]
+
+
+class ProgramVersion(Base):
+    """One application of the program files: what changed, by whom, and the files' digest.
+
+    Applying files whose digest equals the latest version's records nothing.
+    """
+
+    __tablename__ = "program_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applied_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(64))
+    changes: Mapped[dict[str, Any]]
+    """Names added, changed and removed, per kind (``campaigns``, ``segments``)."""
+
+
+class Campaign(Base):
+    """A campaign as the planner runs it: from the program files, or launched by hand.
+
+    ``definition`` is the campaign's spec as JSON (see
+    :class:`core.program.model.CampaignSpec`); the columns beside it are the
+    parts the planner and the console filter and sort on. ``status`` starts
+    as the spec says, then follows pause and resume until the spec changes.
+    """
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[str] = mapped_column(String(16))
+    """``program`` (from the files) or ``launch`` (an ad-hoc launch)."""
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(16))
+    definition: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))
+    """The definition's digest: a changed digest is a changed campaign."""
+    schedule_from: Mapped[datetime]
+    """Cron slots after this moment are due: when the campaign (or its schedule) was applied."""
+    program_version_id: Mapped[int | None] = mapped_column(ForeignKey("program_versions.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CampaignRun(Base):
+    """One run of a campaign: its audience planned into outbox rows, with counts by outcome.
+
+    ``run_key`` names the occasion (a cron slot, a launch, a "run now"), so
+    planning the same key again finds this row and enqueues nothing.
+    ``outcomes`` holds every exclusion reason with its count, and ``lost_to``
+    the campaigns that won a customer over this one.
+    """
+
+    __tablename__ = "campaign_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    run_key: Mapped[str] = mapped_column(String(128))
+    occasion: Mapped[str] = mapped_column(String(16))
+    """``schedule``, ``manual`` (run now) or ``launch``."""
+    status: Mapped[str] = mapped_column(String(16))
+    """``pending`` (waiting for its time), ``planned`` or ``failed``."""
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    planned_at: Mapped[datetime | None]
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    targeted: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    queued: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    held: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    control: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    excluded: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    outcomes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("campaign_id", "run_key"),)
+
+
+class OutboxMessage(Base):
+    """A message planned for one customer by one run, before and after it is sent.
+
+    Control members get a row too, with state ``control``: never sent, but
+    counted by the contact policy exactly like a message, so both arms of a
+    campaign see the same rest of the program. ``due_at`` is when it may go
+    out: later than planned when quiet hours hold it.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(16))
+    variant: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "customer_id"),
+        # The contact policy counts a customer's recent messages through this index.
+        Index(None, "customer_id", "due_at"),
+        Index(None, "state", "due_at"),
+    )
+
+
+class CampaignContact(Base):
+    """When a campaign last reached a customer (either arm), and how many times it has.
+
+    Cooldowns read ``last_due_at``; content rotation picks variant ``times mod n``.
+    """
+
+    __tablename__ = "campaign_contacts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_due_at: Mapped[datetime]
+    times: Mapped[int] = mapped_column(Integer)
