@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from config import DEFAULT_SETTINGS_FILE
 from core.errors import ConfigError
+from core.policy.quiet_hours import QuietHours, parse_quiet_hours
 from core.tomlfile import line_of, read_toml
 
 SETTINGS_FILE_NAME = "cadence.toml"
@@ -62,6 +63,30 @@ class SmtpSettings(_Section):
     tls: bool = False
 
 
+class PolicySettings(_Section):
+    """The contact policy every campaign obeys (see :mod:`core.policy`)."""
+
+    max_per_day: int = Field(1, ge=0)
+    """Marketing messages a customer may get in any 24 hours, across campaigns and channels."""
+    max_per_week: int = Field(3, ge=0)
+    """Marketing messages a customer may get in any 7 days."""
+    quiet_hours: str | None = "21:00-08:00"
+    """Local time window when marketing waits (``HH:MM-HH:MM``); none: no quiet hours."""
+    launch_confirm_above: int = Field(50_000, ge=0)
+    """A launch aimed at more customers than this needs ``--yes``."""
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_parse(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quiet_hours(value)
+        return value
+
+    @property
+    def quiet(self) -> QuietHours | None:
+        return None if self.quiet_hours is None else parse_quiet_hours(self.quiet_hours)
+
+
 class ApiSettings(_Section):
     """The HTTP API inside the scheduler process."""
 
@@ -89,6 +114,7 @@ class Settings(BaseSettings):
     imports: ImportSettings = ImportSettings()
     smtp: SmtpSettings = SmtpSettings()
     api: ApiSettings = ApiSettings()
+    policy: PolicySettings = PolicySettings()
     settings_file: Path = Field(DEFAULT_SETTINGS_FILE, exclude=True)
 
     @field_validator("time_zone")

@@ -35,7 +35,7 @@ class Audience:
         if self.stage is None and self.segment_id is None:
             raise ValueError("an audience needs a stage, a segment or both")
 
-    def select_customers(self, now: datetime) -> Select[tuple[int]]:
+    def select_customers(self, now: datetime) -> Select[int]:
         """``SELECT customer_id`` of everyone in the audience at ``now``, each once."""
         conditions: list[ColumnElement[bool]] = []
         if self.rule is None:
@@ -43,7 +43,7 @@ class Audience:
         else:
             tables = set(self.rule.tables)
             if self.stage is not None:
-                tables.add(_STAGES.name)
+                tables.add(CustomerStage.__tablename__)
             source = join_rule_tables(CUSTOMERS, tables)
             customer_id = CUSTOMERS.c.id
             if self.segment_id is not None:

@@ -231,7 +231,7 @@ def _campaign(
     if spec.schedule is not None and (trouble := _schedule_problem(spec.schedule)):
         problem(("schedule",), trouble)
     for variant in spec.variants:
-        if trouble := _template_problem(variant, spec.channel, known.templates_dir):
+        if trouble := template_problem(variant, spec.channel, known.templates_dir):
             problem(("variants",), trouble)
     if target.rule is None:
         return CampaignDefinition(spec, None)
@@ -255,7 +255,7 @@ def _schedule_problem(schedule: str) -> str | None:
     return None
 
 
-def _template_problem(name: str, channel: str, templates_dir: Path | None) -> str | None:
+def template_problem(name: str, channel: str, templates_dir: Path | None) -> str | None:
     """What is missing of template ``name`` for ``channel``, or None."""
     if templates_dir is None:
         return None

@@ -1,0 +1,229 @@
+"""Operator actions on runs: preview an audience, launch an ad-hoc campaign, run one now.
+
+Each goes through the same planning tick and contact policy as the automated
+cycles (:func:`core.planner.tick.plan_tick`); a preview plans inside a
+transaction that writes nothing. The console calls these functions too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit import current_actor, record_action
+from core.db import Store
+from core.db.dialect import serialize_writers
+from core.errors import CampaignError
+from core.models import Campaign, CampaignRun
+from core.planner.runs import PlannedRun, plan_runs, request_for_spec, request_run
+from core.planner.tick import RunPlan, plan_tick
+from core.program import Program, template_problem
+from core.program.model import CampaignSpec
+from core.settings import Settings
+
+_PREVIEW_RUN = 0
+"""The run id a preview plans under: no stored run has it."""
+
+
+def definition_digest(definition: dict[str, Any]) -> str:
+    """A campaign definition's digest: equal digests mean the same campaign."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def store_campaign(
+    session: AsyncSession,
+    spec: CampaignSpec,
+    *,
+    origin: str,
+    now: datetime,
+    version_id: int | None = None,
+) -> Campaign:
+    """Add ``spec`` to the session as a new stored campaign, with the status it asks for."""
+    definition = spec.model_dump(mode="json")
+    campaign = Campaign(
+        name=spec.name,
+        kind=spec.kind,
+        origin=origin,
+        status=spec.status,
+        priority=spec.priority,
+        channel=spec.channel,
+        category=spec.category,
+        definition=definition,
+        digest=definition_digest(definition),
+        schedule_from=now,
+        program_version_id=version_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(campaign)
+    return campaign
+
+
+def launch_spec(
+    *,
+    segment: str | None,
+    stage: str | None,
+    rule: str | None,
+    template: str,
+    channel: str,
+    control: float,
+    priority: int,
+    name: str | None,
+    now: datetime,
+) -> CampaignSpec:
+    """The ad-hoc campaign a launch describes; raises :class:`CampaignError` on bad input."""
+    aim = segment or stage or "audience"
+    values = {
+        "name": name or f"launch-{aim}-{now:%Y%m%d-%H%M}".lower(),
+        "description": f"Launched by {current_actor()} at {now:%Y-%m-%d %H:%M} UTC",
+        "kind": "ad_hoc",
+        "target": {"segment": segment, "stage": stage, "rule": rule},
+        "channel": channel,
+        "variants": [template],
+        "control": control,
+        "priority": priority,
+    }
+    try:
+        return CampaignSpec.model_validate(values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'launch'}: "
+            + problem["msg"].removeprefix("Value error, ")
+            for problem in error.errors()
+        )
+        raise CampaignError(f"cannot launch: {problems}") from None
+
+
+async def preview_spec(
+    store: Store, program: Program, settings: Settings, spec: CampaignSpec, now: datetime
+) -> RunPlan:
+    """What a run of ``spec`` would do now, counted by outcome; nothing is written."""
+    async with store.reading() as session:
+        request = await request_for_spec(session, _PREVIEW_RUN, _PREVIEW_RUN, spec, program)
+        [plan] = await plan_tick(
+            session, [request], settings.policy, settings.zone, now, write=False
+        )
+        return plan
+
+
+async def preview_campaign(
+    store: Store, program: Program, settings: Settings, name: str, now: datetime
+) -> RunPlan:
+    """:func:`preview_spec` of a stored campaign, or of one in the program files not yet
+    applied."""
+    async with store.reading() as session:
+        stored = await session.scalar(select(Campaign).where(Campaign.name == name))
+    if stored is not None:
+        spec = CampaignSpec.model_validate(stored.definition)
+    else:
+        spec = _program_spec(program, name)
+    return await preview_spec(store, program, settings, spec, now)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A launched campaign: planned now (``planned``) or waiting for its time."""
+
+    campaign: str
+    run_id: int
+    due_at: datetime
+    planned: PlannedRun | None
+
+
+async def launch_campaign(
+    store: Store,
+    program: Program,
+    settings: Settings,
+    spec: CampaignSpec,
+    now: datetime,
+    *,
+    at: datetime | None = None,
+    confirmed: bool = False,
+) -> Launch:
+    """Store the ad-hoc campaign ``spec`` and run it at ``at`` (now when None or past).
+
+    Refuses, writing nothing, a template the templates folder lacks, an unknown
+    or empty audience, a time in the past, and an audience above
+    ``policy.launch_confirm_above`` unless ``confirmed``.
+    """
+    templates = settings.resolve(settings.templates_dir)
+    for variant in spec.variants:
+        if trouble := template_problem(variant, spec.channel, templates):
+            raise CampaignError(f"cannot launch: {trouble}")
+    preview = await preview_spec(store, program, settings, spec, now)
+    if preview.targeted == 0:
+        raise CampaignError(
+            f"cannot launch `{spec.name}`: its audience is empty; check the segment with "
+            "`cadence segments show` or loosen the rule"
+        )
+    limit = settings.policy.launch_confirm_above
+    if preview.targeted > limit and not confirmed:
+        raise CampaignError(
+            f"`{spec.name}` targets {preview.targeted:,} customers, more than "
+            f"policy.launch_confirm_above ({limit:,}); add --yes to launch it"
+        )
+    due = now if at is None or at <= now else at
+    async with store.transaction() as session:
+        await serialize_writers(session, "planner")
+        if await session.scalar(select(Campaign.id).where(Campaign.name == spec.name)):
+            raise CampaignError(
+                f"a campaign named `{spec.name}` exists already; choose another --name"
+            )
+        campaign = store_campaign(session, spec, origin="launch", now=now)
+        await session.flush()
+        run_id = await request_run(session, campaign, "launch", "launch", due, current_actor())
+        record_action(
+            session,
+            "campaign.launch",
+            spec.name,
+            {"due_at": due.isoformat(), "audience": preview.targeted},
+            f"launched {spec.name} for {preview.targeted:,} customers",
+        )
+    planned = None
+    if due <= now:
+        [planned] = await plan_runs(store, program, settings, now, [run_id])
+    return Launch(spec.name, run_id, due, planned)
+
+
+async def run_campaign_now(
+    store: Store, program: Program, settings: Settings, name: str, now: datetime
+) -> PlannedRun:
+    """Run the stored campaign ``name`` now, outside its schedule, through the policy."""
+    key = f"manual:{now.isoformat(timespec='seconds')}"
+    async with store.transaction() as session:
+        campaign = await session.scalar(select(Campaign).where(Campaign.name == name))
+        if campaign is None:
+            raise CampaignError(
+                f"no stored campaign `{name}`; see `cadence campaign list`, or apply the "
+                "program with `cadence program apply`"
+            )
+        if campaign.status != "active":
+            raise CampaignError(
+                f"campaign `{name}` is {campaign.status}; `cadence campaign resume {name}` first"
+            )
+        run_id = await request_run(session, campaign, key, "manual", now, current_actor())
+        record_action(session, "campaign.run", name, {"run_key": key}, f"ran {name} now")
+    planned = await plan_runs(store, program, settings, now, [run_id])
+    if planned:
+        return planned[0]
+    async with store.reading() as session:
+        run = await session.get(CampaignRun, run_id)
+    assert run is not None
+    raise CampaignError(run.error or f"campaign `{name}` was planned already under {key}")
+
+
+def _program_spec(program: Program, name: str) -> CampaignSpec:
+    for campaign in program.campaigns:
+        if campaign.name == name:
+            return campaign.spec
+    raise CampaignError(
+        f"no campaign `{name}` in the database or the program files; see `cadence campaign list`"
+    )
