@@ -1,10 +1,17 @@
 """The ``cadence`` command: one module per group of commands, all on :data:`cli`."""
 
-from core.cli import bench_commands, intel_commands, program_commands, store_commands
+from core.cli import (
+    bench_commands,
+    campaign_commands,
+    intel_commands,
+    program_commands,
+    store_commands,
+)
 from core.cli.app import cli, main
 
 __all__ = [
     "bench_commands",
+    "campaign_commands",
     "cli",
     "intel_commands",
     "main",
