@@ -1,4 +1,6 @@
-"""``cadence demo``: a fresh SQLite store with demo data, scored, staged and segmented.
+"""``cadence demo``: a fresh SQLite store with demo data, scored, staged, segmented and
+planned: the program went live a week ago, so the first planning tick runs every cycle
+campaign's latest slot, through the contact policy.
 
 Everything lands in one folder (``./cadence-demo`` by default): the settings,
 a copy of the default program and templates for the newcomer to edit, and
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from config import DEFAULT_CONFIG_DIR, DEFAULT_SETTINGS_FILE
@@ -18,10 +21,16 @@ from core.demo_data import load_demo_data
 from core.intel.refresh import refresh_intel
 from core.lifecycle import StageOverview, refresh_stages, stage_overview
 from core.migrations import upgrade
+from core.planner.runs import PlannedRun, plan_due_runs
 from core.program import load_program
+from core.program.apply import apply_program
 from core.segments import SegmentRefresh, refresh_segments
 from core.settings import Settings
 from core.summary import StoreSummary, summarise_store
+
+
+_LIVE_FOR = timedelta(days=7)
+"""How long before "now" the demo's program went live: every weekly slot has come round."""
 
 
 def prepare_demo_directory(directory: Path) -> Path:
@@ -45,15 +54,18 @@ def prepare_demo_directory(directory: Path) -> Path:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What the demo shows: the store, the stages and the segments after a first refresh."""
+    """What the demo shows: the store, the stages and the segments after a first refresh,
+    and the first planning tick of the campaigns."""
 
     summary: StoreSummary
     stages: list[StageOverview]
     segments: list[SegmentRefresh]
+    planned: list[PlannedRun]
 
 
 async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) -> DemoResult:
-    """Create the schema, fill it with demo data, refresh scores, stages and segments."""
+    """Create the schema, fill it with demo data, refresh scores, stages and segments, apply
+    the program as of a week ago and plan the campaign runs due since."""
     program = load_program(settings.resolve(settings.program_dir))
     store = open_store(settings)
     try:
@@ -64,9 +76,11 @@ async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) 
         async with store.transaction() as session:
             await refresh_stages(session, program, now)
         segments = await refresh_segments(store, program, now)
+        await apply_program(store, program, now - _LIVE_FOR)
+        planned = await plan_due_runs(store, program, settings, now)
         async with store.reading() as session:
             summary = await summarise_store(session, now)
             stages = await stage_overview(session, program, now)
-        return DemoResult(summary, stages, segments)
+        return DemoResult(summary, stages, segments, planned)
     finally:
         await store.close()

@@ -469,12 +469,17 @@ def test_demo_data_is_deterministic(tmp_path: Path, migrated_template: Path) -> 
     assert first != other
 
 
-def test_demo_runs_in_an_empty_folder_and_prints_the_summary(cli: Cli) -> None:
-    env = {k: v for k, v in cli.env.items() if k != "CADENCE_DATABASE_URL"}
+def _demo_env(cli: Cli) -> dict[str, str]:
+    """The test's environment without a database URL: the demo makes its own store."""
+    return {k: v for k, v in cli.env.items() if k != "CADENCE_DATABASE_URL"}
+
+
+def _run_demo(cli: Cli) -> subprocess.CompletedProcess[str]:
+    """``cadence demo`` with 300 customers in the test's folder; it must succeed."""
     result = subprocess.run(
         [str(CADENCE), "demo", "--customers", "300", "--now", NOW],
         cwd=cli.cwd,
-        env=env,
+        env=_demo_env(cli),
         input="",
         capture_output=True,
         text=True,
@@ -482,6 +487,12 @@ def test_demo_runs_in_an_empty_folder_and_prints_the_summary(cli: Cli) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_demo_runs_in_an_empty_folder_and_prints_the_summary(cli: Cli) -> None:
+    env = _demo_env(cli)
+    result = _run_demo(cli)
     out = result.stdout
     assert "customers" in out
     assert "300" in out
@@ -490,6 +501,11 @@ def test_demo_runs_in_an_empty_folder_and_prints_the_summary(cli: Cli) -> None:
     assert "Lifecycle stages" in out
     assert all(stage in out for stage in ("registered", "new", "active", "inactive"))
     assert "40 segments refreshed; the largest:" in out
+    # The program went live a week ago: the first tick runs every cycle campaign once.
+    assert "First planning tick" in out
+    for campaign in ("active-hv-monthly-offer", "new-second-purchase", "inactive-winback"):
+        assert campaign in out
+    assert count(cli.cwd / "cadence-demo" / "cadence.db", "outbox") > 0
     database = cli.cwd / "cadence-demo" / "cadence.db"
     assert database.is_file()
     assert count(database, "customers") == 300
@@ -540,3 +556,67 @@ def test_program_validate_passes_the_default_program_and_names_a_mistake(cli: Cl
         result.stderr
     )
     assert "not a cron schedule" in result.stderr
+
+
+def test_planning_commands_on_the_demo_store(cli: Cli) -> None:
+    """preview, launch (refused, then confirmed), run and tick over the demo's data."""
+    env = _demo_env(cli)
+
+    def cadence(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CADENCE), "--config", "cadence-demo", *args, "--now", NOW],
+            cwd=cli.cwd,
+            env={**env, "COLUMNS": "200"},
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    _run_demo(cli)
+    database = cli.cwd / "cadence-demo" / "cadence.db"
+    outbox = count(database, "outbox")
+
+    preview = cadence("campaign", "preview", "--segment", "value-high")
+    assert preview.returncode == 0, preview.stderr
+    assert "nothing written" in preview.stdout and "launch-value-high" in preview.stdout
+    assert count(database, "outbox") == outbox
+
+    assert_one_line_error(
+        cadence("campaign", "launch", "--segment", "value-hihg", "--template", "offer_b"),
+        "segment `value-hihg` is not in the database",
+    )
+    (cli.cwd / "cadence-demo" / "cadence.toml").write_text(
+        (cli.cwd / "cadence-demo" / "cadence.toml")
+        .read_text(encoding="utf-8")
+        .replace("launch_confirm_above = 50000", "launch_confirm_above = 10"),
+        encoding="utf-8",
+    )
+    assert_one_line_error(
+        cadence("campaign", "launch", "--segment", "value-high", "--template", "offer_b"),
+        "add --yes to launch it",
+    )
+    assert count(database, "campaigns") == 5
+    launched = cadence(
+        "campaign",
+        "launch",
+        "--segment",
+        "value-high",
+        "--template",
+        "offer_b",
+        "--name",
+        "flash-sale",
+        "--yes",
+    )
+    assert launched.returncode == 0, launched.stderr
+    assert "Launched flash-sale." in launched.stdout
+    assert "flash-sale excluded:" in launched.stdout  # a message from the first tick caps many
+
+    ran = cadence("campaign", "run", "inactive-winback")
+    assert ran.returncode == 0, ran.stderr
+    assert "inactive-winback excluded:" in ran.stdout and "cooldown" in ran.stdout
+    tick = cadence("campaign", "tick")
+    assert "Nothing was due" in tick.stdout
+    shown = cadence("campaign", "show", "flash-sale")
+    assert "ad-hoc · active" in shown.stdout and "launch" in shown.stdout

@@ -5,6 +5,7 @@ from core.cli import (
     campaign_commands,
     intel_commands,
     program_commands,
+    run_commands,
     store_commands,
 )
 from core.cli.app import cli, main
@@ -16,5 +17,6 @@ __all__ = [
     "intel_commands",
     "main",
     "program_commands",
+    "run_commands",
     "store_commands",
 ]

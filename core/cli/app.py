@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -21,6 +21,9 @@ from core import __version__, clock
 from core.db import Store, open_store
 from core.errors import CadenceError
 from core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from core.program import Program
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +64,13 @@ def load_command_settings() -> Settings:
     if "cadence.now" in meta:
         clock.install(clock.FixedClock(clock.parse_moment(meta["cadence.now"], settings.zone)))
     return settings
+
+
+def load_command_program(settings: Settings) -> Program:
+    """The program in the settings' ``program_dir``, checked and compiled."""
+    from core.program import load_program
+
+    return load_program(settings.resolve(settings.program_dir))
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

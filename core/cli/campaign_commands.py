@@ -1,8 +1,9 @@
 """``cadence campaign``: the stored campaigns, listed, inspected, paused and resumed.
 
 Each command is a thin layer over :mod:`core.campaigns`: it opens the store,
-calls one function there and prints the plain result. Commands that run or
-launch campaigns join this group the same way.
+calls one function there and prints the plain result. The commands that
+plan runs (run, preview, launch, tick) join this group from
+:mod:`core.cli.run_commands`.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import clock
 from core.cli.app import cli, common_options, load_command_settings, out, run, with_store
 from core.db import Store
+from core.policy import Outcome
 from core.settings import Settings
 
 if TYPE_CHECKING:  # core.campaigns loads when a command runs, not for --help
     from core.campaigns import CampaignDetail, CampaignSummary, StatusChange
 
 T = TypeVar("T")
+EXCLUDED = {outcome.key for outcome in Outcome if not outcome.planned} - {Outcome.LOST.key}
 
 
 @cli.group()
 def campaign() -> None:
-    """Campaigns as the database runs them: list, inspect, pause and resume."""
+    """Campaigns as the database runs them: list, inspect, pause, resume, preview, run, launch."""
 
 
 def _read(settings: Settings, query: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -138,7 +141,11 @@ def campaign_show(name: str) -> None:
     table.add_column("outcomes")
     for r in detail.runs:
         c = r.counts
-        outcomes = ", ".join(f"{key} {value}" for key, value in sorted(r.outcomes.items()))
+        counts = r.outcomes.get("counts", {})
+        outcomes = ", ".join(
+            [f"{key.replace('_', ' ')} {n:,}" for key, n in counts.items() if key in EXCLUDED]
+            + [f"lost to {winner} {n:,}" for winner, n in r.outcomes.get("lost_to", {}).items()]
+        )
         table.add_row(
             _moment(r.due_at, zone),
             r.occasion,

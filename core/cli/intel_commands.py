@@ -9,16 +9,19 @@ import click
 from rich.table import Table
 
 from core import clock
-from core.cli.app import cli, common_options, load_command_settings, out, run, with_store
+from core.cli.app import (
+    cli,
+    common_options,
+    load_command_program,
+    load_command_settings,
+    out,
+    run,
+    with_store,
+)
 from core.db import Store
 from core.errors import CadenceError
 from core.lifecycle import StageOverview
-from core.program import Program, load_program
-from core.settings import Settings
-
-
-def _program(settings: Settings) -> Program:
-    return load_program(settings.resolve(settings.program_dir))
+from core.program import Program
 
 
 @cli.group()
@@ -33,7 +36,7 @@ def stages_refresh() -> None:
     from core.lifecycle import refresh_stages
 
     settings = load_command_settings()
-    program = _program(settings)
+    program = load_command_program(settings)
 
     async def work(store: Store) -> None:
         async with store.transaction() as session:
@@ -57,7 +60,7 @@ def stages_refresh() -> None:
 def stages_show() -> None:
     """Stage sizes and the moves in and out over the last day and week."""
     settings = load_command_settings()
-    program = _program(settings)
+    program = load_command_program(settings)
     run(with_store(settings, lambda store: _print_stages(store, program, clock.now())))
 
 
@@ -102,7 +105,7 @@ def segments_list(tag: str | None) -> None:
     from core.segments import segment_summaries
 
     settings = load_command_settings()
-    program = _program(settings)
+    program = load_command_program(settings)
 
     async def work(store: Store) -> None:
         async with store.reading() as session:
@@ -134,7 +137,7 @@ def segments_show(name: str) -> None:
     from core.segments import segment_detail
 
     settings = load_command_settings()
-    program = _program(settings)
+    program = load_command_program(settings)
     if name not in {segment.name for segment in program.segments}:
         raise CadenceError(
             f"no segment named `{name}` in the program; `cadence segments list` shows them"
@@ -170,7 +173,7 @@ def segments_refresh(names: tuple[str, ...]) -> None:
     from core.segments import SegmentRefresh, refresh_segments
 
     settings = load_command_settings()
-    program = _program(settings)
+    program = load_command_program(settings)
     unknown = sorted(set(names) - {segment.name for segment in program.segments})
     if unknown:
         raise CadenceError(
@@ -204,7 +207,7 @@ def intel_refresh(as_json: bool) -> None:
     from core.intel.refresh import refresh_intel
 
     settings = load_command_settings()
-    program = _program(settings)
+    program = load_command_program(settings)
     result = run(with_store(settings, lambda store: refresh_intel(store, program, clock.now())))
     if result.fit is None:
         raise CadenceError(

@@ -266,6 +266,7 @@ def demo_data(customers: int, days: int, seed: int) -> None:
 def demo(directory: Path, customers: int, days: int, seed: int) -> None:
     """The showcase: a fresh SQLite store with demo data, scored, staged and segmented."""
     from core.cli.intel_commands import print_stage_overview
+    from core.cli.run_commands import print_plans
     from core.demo import prepare_demo_directory, run_demo
 
     load_command_settings()  # --now applies to the demo too
@@ -278,9 +279,14 @@ def demo(directory: Path, customers: int, days: int, seed: int) -> None:
         f"{len(result.segments)} segments refreshed; the largest: "
         + ", ".join(f"{segment.name} ({segment.size:,})" for segment in largest)
     )
+    print_plans(
+        [run.plan for run in result.planned],
+        "First planning tick: every cycle campaign's latest slot, through the contact policy",
+    )
     out.print(
         f"\nThe demo store is {directory / 'cadence.db'}; explore it with "
-        f"`cadence --config {directory} stages show` or `... segments list`."
+        f"`cadence --config {directory} stages show`, `... segments list` or "
+        "`... campaign list`."
     )
 
 

@@ -28,8 +28,8 @@ from core.program import Program, template_problem
 from core.program.model import CampaignSpec
 from core.settings import Settings
 
-_PREVIEW_RUN = 0
-"""The run id a preview plans under: no stored run has it."""
+_UNSTORED = 0
+"""The run and campaign id a preview plans under when there is none: no stored row has it."""
 
 
 def definition_digest(definition: dict[str, Any]) -> str:
@@ -103,11 +103,17 @@ def launch_spec(
 
 
 async def preview_spec(
-    store: Store, program: Program, settings: Settings, spec: CampaignSpec, now: datetime
+    store: Store,
+    program: Program,
+    settings: Settings,
+    spec: CampaignSpec,
+    now: datetime,
+    campaign_id: int = _UNSTORED,
 ) -> RunPlan:
-    """What a run of ``spec`` would do now, counted by outcome; nothing is written."""
+    """What a run of ``spec`` would do now, counted by outcome; nothing is written.
+    ``campaign_id`` is the stored campaign's, whose contact history the cooldown reads."""
     async with store.reading() as session:
-        request = await request_for_spec(session, _PREVIEW_RUN, _PREVIEW_RUN, spec, program)
+        request = await request_for_spec(session, _UNSTORED, campaign_id, spec, program)
         [plan] = await plan_tick(
             session, [request], settings.policy, settings.zone, now, write=False
         )
@@ -121,11 +127,10 @@ async def preview_campaign(
     applied."""
     async with store.reading() as session:
         stored = await session.scalar(select(Campaign).where(Campaign.name == name))
-    if stored is not None:
-        spec = CampaignSpec.model_validate(stored.definition)
-    else:
-        spec = _program_spec(program, name)
-    return await preview_spec(store, program, settings, spec, now)
+    if stored is None:
+        return await preview_spec(store, program, settings, _program_spec(program, name), now)
+    spec = CampaignSpec.model_validate(stored.definition)
+    return await preview_spec(store, program, settings, spec, now, stored.id)
 
 
 @dataclass(frozen=True)
