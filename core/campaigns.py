@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +22,7 @@ from core import clock
 from core.audit import record_action
 from core.errors import CampaignError
 from core.models import Campaign, CampaignRun
+from core.program.schedules import schedule_trigger
 
 RUN_HISTORY = 20
 """How many of its latest runs :func:`campaign_detail` returns."""
@@ -286,9 +286,9 @@ def _summary(
 def next_slot(
     schedule: str, schedule_from: datetime, now: datetime, time_zone: str
 ) -> datetime | None:
-    """The first slot of cron ``schedule`` (read in ``time_zone``) at or after both ``now``
+    """The first slot of ``schedule`` (read in ``time_zone``) at or after both ``now``
     and ``schedule_from``, in UTC; None if it never comes round."""
-    trigger = CronTrigger.from_crontab(schedule, timezone=ZoneInfo(time_zone))
+    trigger = schedule_trigger(schedule, ZoneInfo(time_zone), schedule_from)
     fire = cast(datetime | None, trigger.get_next_fire_time(None, max(now, schedule_from)))
     return None if fire is None else fire.astimezone(UTC)
 

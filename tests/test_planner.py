@@ -284,3 +284,18 @@ async def test_a_launch_is_checked_before_anything_is_written(
     assert await plan_due_runs(store, _program(), settings, NOW) == []
     [due] = await plan_due_runs(store, _program(), settings, NOW + DAY)
     assert due.plan.campaign == "later" and due.plan.count(Outcome.CAPPED) == 0
+
+
+async def test_an_interval_cycle_runs_every_interval_from_its_apply(
+    store: Store, settings: Settings
+) -> None:
+    ids = await add_people(store, [Person("a")], NOW)
+    await add_segment(store, "all", list(ids.values()), NOW)
+    await add_campaign(store, campaign_spec("fortnightly", "all", schedule="every 2w"), NOW)
+    settings.policy.quiet_hours = None
+    keys = []
+    for day in (1, 13, 14, 20, 28, 29):
+        keys += [
+            run.run_key for run in await plan_due_runs(store, _program(), settings, NOW + day * DAY)
+        ]
+    assert keys == ["schedule:2026-12-07T12:00+00:00", "schedule:2026-12-21T12:00+00:00"]

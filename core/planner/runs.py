@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ from core.planner.tick import RunPlan, RunRequest, plan_tick
 from core.policy import Outcome
 from core.program import Program
 from core.program.model import CampaignSpec
+from core.program.schedules import schedule_trigger
 from core.rules import RuleError, parse_rule
 from core.settings import Settings
 
@@ -118,13 +119,14 @@ async def _schedule_cycle_runs(session: AsyncSession, zone: ZoneInfo, now: datet
         if not schedule:
             continue
         after = max(campaign.schedule_from, last_due or campaign.schedule_from)
-        slot = latest_slot(CronTrigger.from_crontab(schedule, timezone=zone), after, now)
+        trigger = schedule_trigger(schedule, zone, campaign.schedule_from)
+        slot = latest_slot(trigger, after, now)
         if slot is not None:
             key = f"schedule:{slot.astimezone(UTC).isoformat(timespec='minutes')}"
             await request_run(session, campaign, key, "schedule", slot)
 
 
-def latest_slot(trigger: CronTrigger, after: datetime, now: datetime) -> datetime | None:
+def latest_slot(trigger: BaseTrigger, after: datetime, now: datetime) -> datetime | None:
     """The latest fire time of ``trigger`` in ``(after, now]``, or None."""
     for back in _LOOK_BACK:
         start = max(after, now - back)

@@ -14,16 +14,16 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ValidationError
 
 from core import clock
 from core.errors import ConfigError
 from core.program.model import CampaignSpec, ParamValue, ScoresSpec, SegmentSpec, StageSpec
+from core.program.schedules import schedule_trigger
 from core.rules import Rule, RuleError, parse_rule
 from core.tomlfile import line_of, read_toml
 
@@ -245,12 +245,13 @@ def _campaign(
 
 
 def _schedule_problem(schedule: str) -> str | None:
-    """What is wrong with a cron ``schedule``, or None."""
+    """What is wrong with a cycle ``schedule``, or None."""
+    now = clock.now()
     try:
-        trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
+        trigger = schedule_trigger(schedule, ZoneInfo("UTC"), now)
     except ValueError as error:
-        return f"not a cron schedule (minute hour day month weekday): {error}"
-    if trigger.get_next_fire_time(None, clock.now()) is None:
+        return str(error)
+    if trigger.get_next_fire_time(None, now) is None:
         return f"the schedule {schedule!r} never comes round"
     return None
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from core.durations import DURATION_FORMAT, parse_duration
+from core.program.schedules import SCHEDULE_FORMAT
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 SegmentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,127}$")]
@@ -129,13 +130,14 @@ class CampaignSpec(_Spec):
     cooldown: Duration | None = None
     """The same campaign reaches a customer at most once per cooldown."""
     schedule: str | None = None
-    """Cron (minute hour day month weekday) in the program's time zone; cycles only."""
+    """Cycles only: cron (minute hour day month weekday) in the program's time zone, or an
+    interval (``every 2w``) counted from when the campaign was applied."""
     status: Literal["active", "paused", "archived"] = "active"
 
     @model_validator(mode="after")
     def _schedule_fits_kind(self) -> CampaignSpec:
         if self.kind == "cycle" and self.schedule is None:
-            raise ValueError('a cycle campaign needs a `schedule` (cron, e.g. "0 10 * * MON")')
+            raise ValueError(f"a cycle campaign needs a `schedule`: {SCHEDULE_FORMAT}")
         if self.kind != "cycle" and self.schedule is not None:
             raise ValueError(f"only cycle campaigns have a `schedule`, not {self.kind} ones")
         return self
