@@ -43,3 +43,29 @@ def bench_segments(customers: int, segments: int) -> None:
     program = load_program(settings.resolve(settings.program_dir))
     result = run(benchmark_segments(settings, program, customers=customers, segments=segments))
     click.echo(json.dumps(result))
+
+
+@bench.command("plan")
+@click.option("--customers", default=1_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--campaigns", default=100, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--segments",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Segments materialised; the campaigns target some of them.",
+)
+@common_options
+def bench_plan(customers: int, campaigns: int, segments: int) -> None:
+    """Time one planning tick of CAMPAIGNS due campaigns over CUSTOMERS customers."""
+    from core.bench_plan import benchmark_plan
+    from core.program import load_program
+
+    settings = load_command_settings()
+    program = load_program(settings.resolve(settings.program_dir))
+    result = run(
+        benchmark_plan(
+            settings, program, customers=customers, campaigns=campaigns, segments=segments
+        )
+    )
+    click.echo(json.dumps(result))
