@@ -555,7 +555,7 @@ def test_program_validate_passes_the_default_program_and_names_a_mistake(cli: Cl
     assert f"campaigns.toml:{line}: campaign `active-hv-monthly-offer`, field `schedule`:" in (
         result.stderr
     )
-    assert "not a cron schedule" in result.stderr
+    assert "not a schedule: cron" in result.stderr
 
 
 def test_planning_commands_on_the_demo_store(cli: Cli) -> None:
