@@ -1,26 +1,28 @@
 """One planning tick: every run due together, through the contact policy, into the outbox.
 
 All the runs of a tick are planned in one transaction by a few set-based
-statements over scratch tables, never a loop per customer:
+statements per run over scratch tables, never a loop per customer:
 
-1. ``plan_runs`` holds each run's campaign facts; its ``slot`` orders the runs
-   by priority (higher first), then campaign name, so arbitration is
-   deterministic.
-2. ``plan_candidates`` gets every run's audience: one ``(customer, slot)`` row
-   per targeted customer.
-3. ``plan_zones`` holds, per time zone, when marketing due now may go out
+1. The runs are put in *slot* order: priority (higher first), then campaign
+   name, so arbitration is deterministic.
+2. ``plan_zones`` holds, per time zone, when marketing due now may go out
    (quiet hours) and the 24-hour and 7-day cap windows around that moment.
-4. ``plan_people`` holds, per targeted customer, their due time, how many
-   marketing slots the caps leave them, and a status per channel of the tick
-   (no address, suppressed, unsubscribed, no consent, fine).
-5. ``plan_outcomes`` gives every candidate exactly one :class:`Outcome`: the
-   channel status and cooldown exclude; then, per customer in slot order,
-   the eligible marketing candidates take the slots the caps leave; winners
-   are split into control (deterministic hash) and sent (queued or held).
-6. The outcome counts become the runs' figures; planned outcomes become
+3. ``plan_people`` holds, per customer the tick may reach, their due time,
+   how many marketing messages the caps allow them (``allowance``) and how
+   many are still free in this tick (``remaining``), and a status per
+   channel of the tick (no address, suppressed, unsubscribed, no consent).
+4. Slot by slot, one ``INSERT ... SELECT`` gives every customer in the run's
+   audience exactly one :class:`Outcome` in ``plan_outcomes``: the channel
+   status and cooldown exclude; an eligible marketing candidate with no
+   free slot is ``capped`` (the caps were full before the tick) or ``lost``
+   (a higher slot took it); the rest are split into control (deterministic
+   hash) and sent (queued, or held by quiet hours). Then one ``UPDATE``
+   takes a slot from each marketing winner. Going down the slots this way is
+   the priority arbitration, with no sort of all the candidates.
+5. The outcome counts become the runs' figures; planned outcomes become
    outbox rows and update the campaigns' contact history.
 
-A preview runs steps 1-6 without the writes of step 6.
+A preview runs the same steps without the writes of step 5.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ColumnElement,
+    FromClause,
     Integer,
     MetaData,
     Select,
@@ -45,15 +48,15 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    null,
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.dialect import backend_of, drop_scratch_table, least, scratch_table, upsert
-from core.db.types import UtcDateTime
+from core.db.types import BigId, UtcDateTime
 from core.models import CampaignContact, Customer, OutboxMessage, Suppression
 from core.planner.audience import Audience
 from core.planner.control import campaign_salt, control_bucket_sql, control_threshold
@@ -127,21 +130,17 @@ async def plan_tick(
     tables = _Scratch([request.channel for request in ordered])
     for table in tables.all:
         await scratch_table(session, table)
-    await _fill_runs(session, tables, ordered, now)
+    # A tick of many runs reaches most customers: facts for everyone cost one scan,
+    # less than deduplicating the audiences. A single run needs its audience only.
+    reach = ordered[0].audience.select_customers(now) if len(ordered) == 1 else None
+    await _fill_zones(session, tables, reach, policy.quiet, zone, now)
+    await _fill_people(session, tables, reach, policy, now)
+    plans = []
     for slot, request in enumerate(ordered):
-        audience = request.audience.select_customers(now).subquery("audience")
-        await session.execute(
-            insert(tables.candidates).from_select(
-                ["customer_id", "slot"],
-                select(audience.c.customer_id, literal(slot, Integer)),
-            )
-        )
-    await _fill_zones(session, tables, policy.quiet, zone, now)
-    await _fill_people(session, tables, policy, now)
-    await _fill_outcomes(session, tables, now)
-    plans = await _count(session, tables, ordered)
-    if write:
-        await _write(session, tables, now)
+        await _plan_slot(session, tables, slot, request, now)
+        plans.append(await _count(session, tables, slot, request, ordered))
+        if write:
+            await _write(session, tables, slot, request, now)
     # Dropped now, not at the transaction's end: SQLite keeps them for the connection.
     for table in tables.all:
         await drop_scratch_table(session, table)
@@ -158,32 +157,6 @@ class _Scratch:
         def table(name: str, *columns: Column[Any], **options: Any) -> Table:
             return Table(name, metadata, *columns, prefixes=["TEMPORARY"], **options)
 
-        self.runs = table(
-            "plan_runs",
-            Column("slot", Integer, primary_key=True, autoincrement=False),
-            Column("run_id", BigInteger, nullable=False),
-            Column("campaign_id", Integer, nullable=False),
-            Column("channel", Integer, nullable=False),
-            Column("marketing", Integer, nullable=False),
-            Column("cooldown_from", UtcDateTime()),
-            Column("threshold", Integer, nullable=False),
-            Column("salt", BigInteger, nullable=False),
-            Column("variants", Integer, nullable=False),
-        )
-        self.variants = table(
-            "plan_variants",
-            Column("slot", Integer, primary_key=True, autoincrement=False),
-            Column("position", Integer, primary_key=True, autoincrement=False),
-            Column("name", String(64), nullable=False),
-        )
-        # Keyed (customer, slot) without a rowid on SQLite: the rows are stored in the
-        # order the per-customer ranking reads them, so it needs no sort.
-        self.candidates = table(
-            "plan_candidates",
-            Column("customer_id", BigInteger, primary_key=True, autoincrement=False),
-            Column("slot", Integer, primary_key=True, autoincrement=False),
-            sqlite_with_rowid=False,
-        )
         self.zones = table(
             "plan_zones",
             Column("time_zone", String(64), primary_key=True),
@@ -193,61 +166,40 @@ class _Scratch:
             Column("week_from", UtcDateTime(), nullable=False),
             Column("week_to", UtcDateTime(), nullable=False),
         )
+        # Keyed by a rowid alias on SQLite: audiences come in customer order, so the
+        # lookups of a slot walk the table front to back.
         self.people = table(
             "plan_people",
-            Column("customer_id", BigInteger, primary_key=True, autoincrement=False),
+            Column("customer_id", BigId, primary_key=True, autoincrement=False),
             Column("due_at", UtcDateTime(), nullable=False),
+            Column("allowance", Integer, nullable=False),
             Column("remaining", Integer, nullable=False),
+            Column("first_slot", Integer),
             *(Column(f"status_{index}", Integer, nullable=False) for index in self.status_range),
         )
+        # Keyed (slot, outcome, winner, customer) without a rowid on SQLite: a slot's rows
+        # are appended at a few points in customer order, and its counts by outcome and
+        # winner, and its planned rows, are read back as ranges, with no sort.
         self.outcomes = table(
             "plan_outcomes",
-            Column("customer_id", BigInteger, primary_key=True, autoincrement=False),
             Column("slot", Integer, primary_key=True, autoincrement=False),
-            Column("outcome", Integer, nullable=False),
-            Column("lost_to", Integer),
+            Column("outcome", Integer, primary_key=True, autoincrement=False),
+            Column("lost_to", Integer, primary_key=True, autoincrement=False),
+            Column("customer_id", BigInteger, primary_key=True, autoincrement=False),
             Column("due_at", UtcDateTime(), nullable=False),
             Column("variant", Integer, nullable=False),
             sqlite_with_rowid=False,
         )
-        self.all = (
-            self.runs,
-            self.variants,
-            self.candidates,
-            self.zones,
-            self.people,
-            self.outcomes,
-        )
+        self.all = (self.zones, self.people, self.outcomes)
 
     @property
     def status_range(self) -> range:
         return range(len(self.channels))
 
-
-async def _fill_runs(
-    session: AsyncSession, tables: _Scratch, ordered: Sequence[RunRequest], now: datetime
-) -> None:
-    runs = [
-        {
-            "slot": slot,
-            "run_id": request.run_id,
-            "campaign_id": request.campaign_id,
-            "channel": tables.channels.index(request.channel),
-            "marketing": int(request.marketing),
-            "cooldown_from": None if request.cooldown is None else now - request.cooldown,
-            "threshold": control_threshold(request.control_percent),
-            "salt": campaign_salt(request.campaign),
-            "variants": len(request.variants),
-        }
-        for slot, request in enumerate(ordered)
-    ]
-    await session.execute(insert(tables.runs), runs)
-    variants = [
-        {"slot": slot, "position": position, "name": name}
-        for slot, request in enumerate(ordered)
-        for position, name in enumerate(request.variants)
-    ]
-    await session.execute(insert(tables.variants), variants)
+    def status(self, channel: str) -> Column[int]:
+        """The ``plan_people`` column with a customer's status on ``channel``."""
+        column: Column[int] = self.people.c[f"status_{self.channels.index(channel)}"]
+        return column
 
 
 _DEFAULT_ZONE_KEY = ""
@@ -257,21 +209,17 @@ _DEFAULT_ZONE_KEY = ""
 async def _fill_zones(
     session: AsyncSession,
     tables: _Scratch,
+    reach: Select[int] | None,
     quiet: QuietHours | None,
     program_zone: ZoneInfo,
     now: datetime,
 ) -> None:
-    """Per time zone of the targeted customers: when their marketing may go out."""
-    names = (
-        await session.execute(
-            select(_CUSTOMERS.c.time_zone)
-            .distinct()
-            .where(
-                _CUSTOMERS.c.id.in_(select(tables.candidates.c.customer_id)),
-                _CUSTOMERS.c.time_zone.is_not(None),
-            )
-        )
-    ).scalars()
+    """Per time zone of the customers within ``reach`` (None: everyone): when their
+    marketing may go out, and the cap windows around that moment."""
+    query = select(_CUSTOMERS.c.time_zone).distinct().where(_CUSTOMERS.c.time_zone.is_not(None))
+    if reach is not None:
+        query = query.where(_CUSTOMERS.c.id.in_(reach))
+    names = (await session.execute(query)).scalars()
     rows = []
     for name in [_DEFAULT_ZONE_KEY, *names]:
         zone = _zone(name) or program_zone
@@ -299,23 +247,28 @@ def _zone(name: str) -> ZoneInfo | None:
 
 
 async def _fill_people(
-    session: AsyncSession, tables: _Scratch, policy: PolicySettings, now: datetime
+    session: AsyncSession,
+    tables: _Scratch,
+    reach: Select[int] | None,
+    policy: PolicySettings,
+    now: datetime,
 ) -> None:
-    """Per targeted customer: due time, marketing slots left under the caps, channel statuses."""
+    """Per customer within ``reach`` (None: everyone): due time, the marketing messages the
+    caps allow, and a status per channel."""
     zones = tables.zones.c
     customers = _CUSTOMERS.c
-    targeted = select(tables.candidates.c.customer_id).distinct().subquery("targeted")
     zone_key = func.coalesce(customers.time_zone, _DEFAULT_ZONE_KEY)
-    source = targeted.join(_CUSTOMERS, customers.id == targeted.c.customer_id).outerjoin(
-        tables.zones, zones.time_zone == zone_key
-    )
+    source: FromClause = _CUSTOMERS
+    if reach is not None:
+        reached = reach.subquery("reached")
+        source = reached.join(_CUSTOMERS, customers.id == reached.c.customer_id)
     default_zone = select(tables.zones).where(zones.time_zone == _DEFAULT_ZONE_KEY).subquery()
-    source = source.join(default_zone, true())
+    source = source.outerjoin(tables.zones, zones.time_zone == zone_key).join(default_zone, true())
 
     def zone_value(name: str) -> ColumnElement[datetime]:
         return func.coalesce(zones[name], default_zone.c[name])
 
-    remaining: ColumnElement[int] = literal(min(policy.max_per_day, policy.max_per_week))
+    allowance: ColumnElement[int] = literal(min(policy.max_per_day, policy.max_per_week))
     if await _has_recent_marketing(session, now - _WEEK - _DAY):
 
         def used(since: str, until: str) -> ColumnElement[int]:
@@ -332,7 +285,7 @@ async def _fill_people(
                 .scalar_subquery()
             )
 
-        remaining = least(
+        allowance = least(
             backend_of(session),
             policy.max_per_day - used("day_from", "day_to"),
             policy.max_per_week - used("week_from", "week_to"),
@@ -342,10 +295,23 @@ async def _fill_people(
         _channel_status(name, has_suppressions).label(f"status_{index}")
         for index, name in enumerate(tables.channels)
     ]
+    facts = (
+        select(customers.id, zone_value("due_at").label("due_at"), allowance.label("allowance"))
+        .add_columns(*statuses)
+        .select_from(source)
+        .subquery("facts")
+    )
+    status_names = [status.name for status in statuses]
     await session.execute(
         insert(tables.people).from_select(
-            ["customer_id", "due_at", "remaining", *(s.name for s in statuses)],
-            select(customers.id, zone_value("due_at"), remaining, *statuses).select_from(source),
+            ["customer_id", "due_at", "allowance", "remaining", *status_names],
+            select(
+                facts.c.id,
+                facts.c.due_at,
+                facts.c.allowance,
+                facts.c.allowance,
+                *(facts.c[name] for name in status_names),
+            ),
         )
     )
 
@@ -388,133 +354,129 @@ async def _any(session: AsyncSession, query: Select[Any]) -> bool:
     return found.first() is not None
 
 
-async def _fill_outcomes(session: AsyncSession, tables: _Scratch, now: datetime) -> None:
-    runs, people, candidates = tables.runs.c, tables.people.c, tables.candidates.c
-    contacts = _CONTACTS.c
-    status = case(
-        *((runs.channel == index, people[f"status_{index}"]) for index in tables.status_range),
-        else_=0,
+async def _plan_slot(
+    session: AsyncSession, tables: _Scratch, slot: int, request: RunRequest, now: datetime
+) -> None:
+    """Give everyone in the run's audience an outcome, then take a slot from each winner."""
+    people = tables.people.c
+    audience = request.audience.select_customers(now).subquery("audience")
+    source = audience.join(tables.people, people.customer_id == audience.c.customer_id)
+    status = tables.status(request.channel)
+    exclusion: ColumnElement[int] = status
+    if not request.marketing:  # only a missing address or a hard suppression stops it
+        exclusion = case((status.in_([Outcome.NO_ADDRESS, Outcome.SUPPRESSED]), status), else_=0)
+    times: ColumnElement[int] = literal(0, Integer)
+    contacted = select(_CONTACTS.c.customer_id).where(
+        _CONTACTS.c.campaign_id == request.campaign_id
     )
-    exclusion = case(
-        (status.in_([Outcome.NO_ADDRESS, Outcome.SUPPRESSED]), status),
-        (and_(runs.marketing == 1, status != 0), status),
-        (contacts.last_due_at > runs.cooldown_from, Outcome.COOLDOWN),
-        else_=0,
-    )
-    scored = (
-        select(
-            candidates.customer_id,
-            candidates.slot,
-            runs.marketing,
-            runs.threshold,
-            runs.salt,
-            exclusion.label("exclusion"),
-            (func.coalesce(contacts.times, 0) % runs.variants).label("variant"),
-            people.due_at,
-            people.remaining,
-        )
-        .select_from(
-            tables.candidates.join(tables.runs, runs.slot == candidates.slot)
-            .join(tables.people, people.customer_id == candidates.customer_id)
-            .outerjoin(
-                _CONTACTS,
-                and_(
-                    contacts.campaign_id == runs.campaign_id,
-                    contacts.customer_id == candidates.customer_id,
-                ),
-            )
-        )
-        .subquery("scored")
-    )
-    s = scored.c
-    contender = and_(s.exclusion == 0, s.marketing == 1)
-    ranked = select(
-        s.customer_id,
-        s.slot,
-        s.marketing,
-        s.threshold,
-        s.salt,
-        s.exclusion,
-        s.variant,
-        s.due_at,
-        s.remaining,
-        func.sum(case((contender, 1), else_=0))
-        .over(partition_by=s.customer_id, order_by=s.slot, rows=(None, 0))
-        .label("rank"),
-        func.min(case((contender, s.slot))).over(partition_by=s.customer_id).label("first_slot"),
-    ).subquery("ranked")
-    r = ranked.c
-    in_control = control_bucket_sql(r.customer_id, r.salt) < r.threshold
-    marketing = r.marketing == 1
-    outcome = case(
-        (r.exclusion != 0, r.exclusion),
-        (and_(marketing, r.rank > r.remaining, r.remaining <= 0), Outcome.CAPPED),
-        (and_(marketing, r.rank > r.remaining), Outcome.LOST),
-        (in_control, Outcome.CONTROL),
-        (and_(marketing, r.due_at > now), Outcome.HELD),
-        else_=Outcome.QUEUED,
-    )
-    lost = and_(r.exclusion == 0, marketing, r.rank > r.remaining, r.remaining > 0)
-    await session.execute(
-        insert(tables.outcomes).from_select(
-            ["customer_id", "slot", "outcome", "lost_to", "due_at", "variant"],
-            select(
-                r.customer_id,
-                r.slot,
-                outcome,
-                case((lost, r.first_slot), else_=null()),
-                case((marketing, r.due_at), else_=literal(now, UtcDateTime())),
-                r.variant,
+    if await _any(session, contacted):
+        contacts = _CONTACTS.c
+        source = source.outerjoin(
+            _CONTACTS,
+            and_(
+                contacts.campaign_id == request.campaign_id,
+                contacts.customer_id == audience.c.customer_id,
             ),
         )
+        times = func.coalesce(contacts.times, 0)
+        if request.cooldown is not None:
+            cooled = contacts.last_due_at > literal(now - request.cooldown, UtcDateTime())
+            exclusion = case((exclusion != 0, exclusion), (cooled, Outcome.COOLDOWN), else_=0)
+    salt, threshold = campaign_salt(request.campaign), control_threshold(request.control_percent)
+    in_control = control_bucket_sql(audience.c.customer_id, salt) < threshold
+    whens: list[tuple[ColumnElement[bool], Any]] = [(exclusion != 0, exclusion)]
+    if request.marketing:
+        whens += [
+            (and_(people.remaining <= 0, people.allowance <= 0), Outcome.CAPPED),
+            (people.remaining <= 0, Outcome.LOST),
+            (in_control, Outcome.CONTROL),
+            (people.due_at > now, Outcome.HELD),
+        ]
+        lost = and_(exclusion == 0, people.remaining <= 0, people.allowance > 0)
+        lost_to: ColumnElement[Any] = case((lost, people.first_slot), else_=_NO_WINNER)
+        due: ColumnElement[Any] = people.due_at
+    else:
+        whens.append((in_control, Outcome.CONTROL))
+        lost_to, due = literal(_NO_WINNER, Integer), literal(now, UtcDateTime())
+    outcome = case(*whens, else_=Outcome.QUEUED)
+    await session.execute(
+        insert(tables.outcomes).from_select(
+            ["slot", "outcome", "lost_to", "customer_id", "due_at", "variant"],
+            select(
+                literal(slot, Integer),
+                outcome,
+                lost_to,
+                audience.c.customer_id,
+                due,
+                times % len(request.variants),
+            ).select_from(source),
+        )
     )
+    if request.marketing:
+        outcomes = tables.outcomes.c
+        winners = select(outcomes.customer_id).where(
+            outcomes.slot == slot, outcomes.outcome.in_(_PLANNED)
+        )
+        await session.execute(
+            update(tables.people)
+            .where(people.customer_id.in_(winners))
+            .values(
+                remaining=people.remaining - 1,
+                first_slot=func.coalesce(people.first_slot, slot),
+            )
+        )
+
+
+_PLANNED = [outcome.value for outcome in Outcome if outcome.planned]
+_NO_WINNER = -1
+"""``plan_outcomes.lost_to`` of a row that was not lost to another slot."""
 
 
 async def _count(
-    session: AsyncSession, tables: _Scratch, ordered: Sequence[RunRequest]
-) -> list[RunPlan]:
+    session: AsyncSession,
+    tables: _Scratch,
+    slot: int,
+    request: RunRequest,
+    ordered: Sequence[RunRequest],
+) -> RunPlan:
+    """The slot's counts by outcome, and by winner for those it lost."""
     outcomes = tables.outcomes.c
     counted = await session.execute(
-        select(outcomes.slot, outcomes.outcome, outcomes.lost_to, func.count()).group_by(
-            outcomes.slot, outcomes.outcome, outcomes.lost_to
-        )
+        select(outcomes.outcome, outcomes.lost_to, func.count())
+        .where(outcomes.slot == slot)
+        .group_by(outcomes.outcome, outcomes.lost_to)
     )
-    plans = [RunPlan(request.run_id, request.campaign, {}) for request in ordered]
-    for slot, code, lost_to, count in counted:
-        plan = plans[slot]
+    plan = RunPlan(request.run_id, request.campaign, {})
+    for code, lost_to, count in counted:
         outcome = Outcome(code)
         plan.outcomes[outcome] = plan.outcomes.get(outcome, 0) + count
-        if lost_to is not None:
+        if lost_to != _NO_WINNER:
             winner = ordered[lost_to].campaign
             plan.lost_to[winner] = plan.lost_to.get(winner, 0) + count
-    return plans
+    return plan
 
 
-async def _write(session: AsyncSession, tables: _Scratch, now: datetime) -> None:
-    """The planned outcomes as outbox rows, and the campaigns' contact history."""
-    outcomes, runs, variants = tables.outcomes.c, tables.runs.c, tables.variants.c
-    planned = [outcome.value for outcome in Outcome if outcome.planned]
-    source = tables.outcomes.join(tables.runs, runs.slot == outcomes.slot)
+async def _write(
+    session: AsyncSession, tables: _Scratch, slot: int, request: RunRequest, now: datetime
+) -> None:
+    """The slot's planned outcomes as outbox rows, and its campaign's contact history."""
+    outcomes = tables.outcomes.c
+    planned = select().where(outcomes.slot == slot, outcomes.outcome.in_(_PLANNED))
+    variant = case(
+        *((outcomes.variant == position, name) for position, name in enumerate(request.variants)),
+        else_=request.variants[0],
+    )
     state = case((outcomes.outcome == Outcome.CONTROL, "control"), else_="queued")
-    rows = (
-        select(
-            runs.run_id,
-            runs.campaign_id,
-            outcomes.customer_id,
-            _channel_name(tables, runs.channel),
-            case((runs.marketing == 1, "marketing"), else_="transactional"),
-            variants.name,
-            state,
-            outcomes.due_at,
-            literal(now, UtcDateTime()),
-        )
-        .select_from(
-            source.join(
-                tables.variants,
-                and_(variants.slot == outcomes.slot, variants.position == outcomes.variant),
-            )
-        )
-        .where(outcomes.outcome.in_(planned))
+    rows = planned.add_columns(
+        literal(request.run_id, BigInteger),
+        literal(request.campaign_id, Integer),
+        outcomes.customer_id,
+        literal(request.channel, String),
+        literal("marketing" if request.marketing else "transactional", String),
+        variant,
+        state,
+        outcomes.due_at,
+        literal(now, UtcDateTime()),
     )
     backend = backend_of(session)
     columns = [
@@ -535,9 +497,12 @@ async def _write(session: AsyncSession, tables: _Scratch, now: datetime) -> None
     )
     contacts = upsert(backend, _CONTACTS).from_select(
         ["campaign_id", "customer_id", "last_due_at", "times"],
-        select(runs.campaign_id, outcomes.customer_id, outcomes.due_at, literal(1, Integer))
-        .select_from(source)
-        .where(outcomes.outcome.in_(planned)),
+        planned.add_columns(
+            literal(request.campaign_id, Integer),
+            outcomes.customer_id,
+            outcomes.due_at,
+            literal(1, Integer),
+        ),
     )
     await session.execute(
         contacts.on_conflict_do_update(
@@ -547,12 +512,4 @@ async def _write(session: AsyncSession, tables: _Scratch, now: datetime) -> None
                 "times": _CONTACTS.c.times + 1,
             },
         )
-    )
-
-
-def _channel_name(tables: _Scratch, index: ColumnElement[int]) -> ColumnElement[str]:
-    """The channel name of a ``plan_runs.channel`` index."""
-    return case(
-        *((index == position, name) for position, name in enumerate(tables.channels)),
-        else_=null(),
     )
