@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -96,7 +97,7 @@ async def working_store(settings: Settings, cached: Path) -> AsyncIterator[Store
     """A store on a fresh copy of ``cached``, upgraded to the current schema; the copy
     is deleted afterwards."""
     work = cached.with_name(f"run-{cached.name}")
-    await asyncio.to_thread(shutil.copyfile, cached, work)
+    await asyncio.to_thread(_copy_durably, cached, work)
     store = open_store(settings, work)
     try:
         await upgrade(store)  # a cache built by an older Cadence gets the current schema
@@ -105,6 +106,14 @@ async def working_store(settings: Settings, cached: Path) -> AsyncIterator[Store
         await store.close()
         for path in work.parent.glob(f"{work.name}*"):
             path.unlink()
+
+
+def _copy_durably(source: Path, target: Path) -> None:
+    """Copy ``source`` and flush the copy to disk, so the kernel's write-back of a
+    gigabyte-sized copy does not compete with the timed work that follows."""
+    shutil.copyfile(source, target)
+    with target.open("rb+") as copied:
+        os.fsync(copied.fileno())
 
 
 async def cached_file(name: str, build: Callable[[Path], Awaitable[None]]) -> Path:

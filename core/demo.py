@@ -28,7 +28,6 @@ from core.segments import SegmentRefresh, refresh_segments
 from core.settings import Settings
 from core.summary import StoreSummary, summarise_store
 
-
 _LIVE_FOR = timedelta(days=7)
 """How long before "now" the demo's program went live: every weekly slot has come round."""
 

@@ -48,6 +48,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     true,
@@ -177,15 +178,16 @@ class _Scratch:
             Column("first_slot", Integer),
             *(Column(f"status_{index}", Integer, nullable=False) for index in self.status_range),
         )
-        # Keyed (slot, outcome, winner, customer) without a rowid on SQLite: a slot's rows
-        # are appended at a few points in customer order, and its counts by outcome and
-        # winner, and its planned rows, are read back as ranges, with no sort.
+        # Keyed (slot, customer) without a rowid on SQLite: each slot's rows are appended
+        # in customer order and read back as one range. Measured at 1M customers, this
+        # beats both a key that clusters rows by outcome (scattered inserts) and storing
+        # only planned rows (a grouped pass over the audience sorts every row).
         self.outcomes = table(
             "plan_outcomes",
             Column("slot", Integer, primary_key=True, autoincrement=False),
-            Column("outcome", Integer, primary_key=True, autoincrement=False),
-            Column("lost_to", Integer, primary_key=True, autoincrement=False),
             Column("customer_id", BigInteger, primary_key=True, autoincrement=False),
+            Column("outcome", Integer, nullable=False),
+            Column("lost_to", Integer),
             Column("due_at", UtcDateTime(), nullable=False),
             Column("variant", Integer, nullable=False),
             sqlite_with_rowid=False,
@@ -393,20 +395,20 @@ async def _plan_slot(
             (people.due_at > now, Outcome.HELD),
         ]
         lost = and_(exclusion == 0, people.remaining <= 0, people.allowance > 0)
-        lost_to: ColumnElement[Any] = case((lost, people.first_slot), else_=_NO_WINNER)
+        lost_to: ColumnElement[Any] = case((lost, people.first_slot), else_=null())
         due: ColumnElement[Any] = people.due_at
     else:
         whens.append((in_control, Outcome.CONTROL))
-        lost_to, due = literal(_NO_WINNER, Integer), literal(now, UtcDateTime())
+        lost_to, due = null(), literal(now, UtcDateTime())
     outcome = case(*whens, else_=Outcome.QUEUED)
     await session.execute(
         insert(tables.outcomes).from_select(
-            ["slot", "outcome", "lost_to", "customer_id", "due_at", "variant"],
+            ["slot", "customer_id", "outcome", "lost_to", "due_at", "variant"],
             select(
                 literal(slot, Integer),
+                audience.c.customer_id,
                 outcome,
                 lost_to,
-                audience.c.customer_id,
                 due,
                 times % len(request.variants),
             ).select_from(source),
@@ -428,8 +430,6 @@ async def _plan_slot(
 
 
 _PLANNED = [outcome.value for outcome in Outcome if outcome.planned]
-_NO_WINNER = -1
-"""``plan_outcomes.lost_to`` of a row that was not lost to another slot."""
 
 
 async def _count(
@@ -439,20 +439,26 @@ async def _count(
     request: RunRequest,
     ordered: Sequence[RunRequest],
 ) -> RunPlan:
-    """The slot's counts by outcome, and by winner for those it lost."""
+    """The slot's counts by outcome, and by winner for the customers it lost."""
     outcomes = tables.outcomes.c
-    counted = await session.execute(
-        select(outcomes.outcome, outcomes.lost_to, func.count())
-        .where(outcomes.slot == slot)
-        .group_by(outcomes.outcome, outcomes.lost_to)
-    )
-    plan = RunPlan(request.run_id, request.campaign, {})
-    for code, lost_to, count in counted:
-        outcome = Outcome(code)
-        plan.outcomes[outcome] = plan.outcomes.get(outcome, 0) + count
-        if lost_to != _NO_WINNER:
-            winner = ordered[lost_to].campaign
-            plan.lost_to[winner] = plan.lost_to.get(winner, 0) + count
+    in_slot = outcomes.slot == slot
+    # Conditional counts in one pass need no sort; only the lost rows are grouped.
+    counts = (
+        await session.execute(
+            select(
+                *(func.count().filter(outcomes.outcome == outcome) for outcome in Outcome)
+            ).where(in_slot)
+        )
+    ).one()
+    found = zip(Outcome, counts, strict=True)
+    plan = RunPlan(request.run_id, request.campaign, {o: n for o, n in found if n})
+    if plan.count(Outcome.LOST):
+        lost = await session.execute(
+            select(outcomes.lost_to, func.count())
+            .where(in_slot, outcomes.outcome == Outcome.LOST)
+            .group_by(outcomes.lost_to)
+        )
+        plan.lost_to.update({ordered[winner].campaign: count for winner, count in lost})
     return plan
 
 
