@@ -193,6 +193,8 @@ def test_db_upgrade_then_status(cli: Cli) -> None:
     assert "Schema: empty" in before
     assert "cadence db upgrade" in before
     assert not cli.database.exists() or count(cli.database, "sqlite_master") == 0
+    # Any other command on an empty store stops with what to run.
+    assert_one_line_error(cli("campaign", "list"), "has no tables yet", "`cadence db upgrade`")
 
     upgraded = cli.ok("db", "upgrade")
     assert "Database at schema revision" in upgraded

@@ -77,12 +77,33 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
-async def with_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+async def with_store(
+    settings: Settings,
+    work: Callable[[Store], Coroutine[Any, Any, T]],
+    *,
+    needs_schema: bool = True,
+) -> T:
+    """Run ``work`` on the configured store; unless told otherwise, the store must be at
+    the latest schema, or the command stops with what to run instead."""
     store = open_store(settings)
     try:
+        if needs_schema:
+            await _require_latest_schema(store, settings)
         return await work(store)
     finally:
         await store.close()
+
+
+async def _require_latest_schema(store: Store, settings: Settings) -> None:
+    from core.migrations import current_revision, head_revision
+
+    revision, head = await current_revision(store), head_revision()
+    if revision != head:
+        where = f"the database at {safe_url(settings)}"
+        state = "has no tables yet" if revision is None else f"is at schema {revision}"
+        raise CadenceError(
+            f"{where} {state}, not the latest ({head}); run `cadence db upgrade` first"
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -86,7 +86,7 @@ def db_upgrade() -> None:
         return await current_revision(store)
 
     settings = load_command_settings()
-    revision = run(with_store(settings, work))
+    revision = run(with_store(settings, work, needs_schema=False))
     out.print(f"Database at schema revision {revision}: {safe_url(settings)}")
 
 
@@ -109,7 +109,7 @@ def db_status() -> None:
         async with store.reading() as session:
             print_summary(await summarise_store(session, clock.now()))
 
-    run(with_store(settings, work))
+    run(with_store(settings, work, needs_schema=False))
 
 
 @cli.command("import")
