@@ -49,10 +49,10 @@ from core.bench_data import (
     refresh_everything,
     working_store,
 )
+from core.campaigns import store_campaign
 from core.db import Store
 from core.intel.refresh import refresh_intel
 from core.migrations import upgrade
-from core.planner.launch import store_campaign
 from core.planner.runs import PlannedRun, plan_due_runs
 from core.policy import Outcome
 from core.program import Program, SegmentDefinition

@@ -9,6 +9,8 @@ paused is the planner's decision, so resume leaves ``schedule_from`` alone.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from core import clock
 from core.audit import record_action
 from core.errors import CampaignError
 from core.models import Campaign, CampaignRun
+from core.program.model import CampaignSpec
 from core.program.schedules import schedule_trigger
 
 RUN_HISTORY = 20
@@ -111,6 +114,53 @@ class StatusChange:
     @property
     def changed(self) -> bool:
         return self.previous != self.status
+
+
+def campaign_definition(spec: CampaignSpec) -> dict[str, Any]:
+    """What ``Campaign.definition`` stores: the spec as JSON."""
+    return spec.model_dump(mode="json")
+
+
+def definition_digest(definition: Mapping[str, Any]) -> str:
+    """A definition's digest (canonical JSON): equal digests mean the same campaign."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def spec_columns(spec: CampaignSpec) -> dict[str, Any]:
+    """The stored campaign's columns that ``spec`` decides, the status included."""
+    definition = campaign_definition(spec)
+    return {
+        "kind": spec.kind,
+        "status": spec.status,
+        "priority": spec.priority,
+        "channel": spec.channel,
+        "category": spec.category,
+        "definition": definition,
+        "digest": definition_digest(definition),
+    }
+
+
+def store_campaign(
+    session: AsyncSession,
+    spec: CampaignSpec,
+    *,
+    origin: str,
+    now: datetime,
+    version_id: int | None = None,
+) -> Campaign:
+    """Add ``spec`` to the session as a new stored campaign, with the status it asks for."""
+    campaign = Campaign(
+        name=spec.name,
+        origin=origin,
+        schedule_from=now,
+        program_version_id=version_id,
+        created_at=now,
+        updated_at=now,
+        **spec_columns(spec),
+    )
+    session.add(campaign)
+    return campaign
 
 
 async def list_campaigns(

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
+from core.campaigns import store_campaign
 from core.db import Store
 from core.models import Customer, Segment, SegmentMember, Suppression
-from core.planner.launch import store_campaign
 from core.program.model import CampaignSpec
 
 

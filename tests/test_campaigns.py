@@ -13,6 +13,7 @@ from core.campaigns import (
     RUN_HISTORY,
     LastRun,
     RunCounts,
+    campaign_definition,
     campaign_detail,
     list_campaigns,
     next_slot,
@@ -22,7 +23,7 @@ from core.campaigns import (
 from core.db import Store
 from core.errors import CampaignError
 from core.models import AuditEntry, Campaign, CampaignRun
-from core.program.apply import apply_program, campaign_definition
+from core.program.apply import apply_program
 from tests.conftest import NOW
 from tests.test_program_apply import CAMPAIGNS, Files, launch, stored_campaigns
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select
 
 from config import DEFAULT_CONFIG_DIR
+from core.campaigns import store_campaign
 from core.db import Store
 from core.durations import parse_duration
 from core.models import (
@@ -33,7 +34,6 @@ from core.models import (
     SegmentMember,
     Suppression,
 )
-from core.planner.launch import store_campaign
 from core.planner.runs import plan_runs, request_run
 from core.policy import Outcome
 from core.program import load_program

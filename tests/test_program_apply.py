@@ -12,18 +12,16 @@ import pytest
 from sqlalchemy import func, select, update
 
 from config import DEFAULT_CONFIG_DIR
-from core.campaigns import pause_campaign
+from core.campaigns import campaign_definition, definition_digest, pause_campaign, store_campaign
 from core.db import Store
 from core.errors import CampaignError
 from core.lifecycle import refresh_stages
 from core.models import AuditEntry, Campaign, ProgramVersion, Segment
-from core.planner.launch import definition_digest, store_campaign
 from core.program import Program, load_program
 from core.program.apply import (
     AudienceEstimate,
     ProgramPlan,
     apply_program,
-    campaign_definition,
     plan_program,
     program_digest,
 )

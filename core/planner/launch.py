@@ -7,17 +7,14 @@ transaction that writes nothing. The console calls these functions too.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import current_actor, record_action
+from core.campaigns import store_campaign
 from core.db import Store
 from core.db.dialect import serialize_writers
 from core.errors import CampaignError
@@ -30,41 +27,6 @@ from core.settings import Settings
 
 _UNSTORED = 0
 """The run and campaign id a preview plans under when there is none: no stored row has it."""
-
-
-def definition_digest(definition: dict[str, Any]) -> str:
-    """A campaign definition's digest: equal digests mean the same campaign."""
-    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def store_campaign(
-    session: AsyncSession,
-    spec: CampaignSpec,
-    *,
-    origin: str,
-    now: datetime,
-    version_id: int | None = None,
-) -> Campaign:
-    """Add ``spec`` to the session as a new stored campaign, with the status it asks for."""
-    definition = spec.model_dump(mode="json")
-    campaign = Campaign(
-        name=spec.name,
-        kind=spec.kind,
-        origin=origin,
-        status=spec.status,
-        priority=spec.priority,
-        channel=spec.channel,
-        category=spec.category,
-        definition=definition,
-        digest=definition_digest(definition),
-        schedule_from=now,
-        program_version_id=version_id,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(campaign)
-    return campaign
 
 
 def launch_spec(
@@ -163,16 +125,19 @@ async def launch_campaign(
     for variant in spec.variants:
         if trouble := template_problem(variant, spec.channel, templates):
             raise CampaignError(f"cannot launch: {trouble}")
-    preview = await preview_spec(store, program, settings, spec, now)
-    if preview.targeted == 0:
+    # Only the size is needed to decide: counting the audience spares planning it twice.
+    async with store.reading() as session:
+        request = await request_for_spec(session, _UNSTORED, _UNSTORED, spec, program)
+        size = await request.audience.count(session, now)
+    if size == 0:
         raise CampaignError(
             f"cannot launch `{spec.name}`: its audience is empty; check the segment with "
             "`cadence segments show` or loosen the rule"
         )
     limit = settings.policy.launch_confirm_above
-    if preview.targeted > limit and not confirmed:
+    if size > limit and not confirmed:
         raise CampaignError(
-            f"`{spec.name}` targets {preview.targeted:,} customers, more than "
+            f"`{spec.name}` targets {size:,} customers, more than "
             f"policy.launch_confirm_above ({limit:,}); add --yes to launch it"
         )
     due = now if at is None or at <= now else at
@@ -189,8 +154,8 @@ async def launch_campaign(
             session,
             "campaign.launch",
             spec.name,
-            {"due_at": due.isoformat(), "audience": preview.targeted},
-            f"launched {spec.name} for {preview.targeted:,} customers",
+            {"due_at": due.isoformat(), "audience": size},
+            f"launched {spec.name} for {size:,} customers",
         )
     planned = None
     if due <= now:

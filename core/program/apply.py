@@ -23,12 +23,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import current_actor, record_action
+from core.campaigns import campaign_definition, definition_digest, spec_columns, store_campaign
 from core.db import Store
 from core.db.dialect import serialize_writers
 from core.errors import CadenceError, CampaignError
 from core.models import Campaign, ProgramVersion, Segment
 from core.planner.audience import resolve_audience
-from core.planner.launch import definition_digest, store_campaign
 from core.program import Program
 from core.program.model import CampaignSpec, ParamValue, SegmentSpec
 from core.rules import parse_rule
@@ -39,11 +39,6 @@ PROGRAM_ORIGIN = "program"
 ARCHIVED = "archived"
 _SEGMENT_FIELDS = ("description", "stage", "rule", "tags")
 """What a stored segment keeps of its spec; a difference in any is a changed segment."""
-
-
-def campaign_definition(spec: CampaignSpec) -> dict[str, Any]:
-    """What ``Campaign.definition`` stores: the spec as JSON."""
-    return spec.model_dump(mode="json")
 
 
 def program_digest(program: Program) -> str:
@@ -246,10 +241,8 @@ def _store_campaign(
     # schedule: only an unchanged schedule of an active campaign keeps its history.
     if row.status != "active" or row.definition.get("schedule") != spec.schedule:
         row.schedule_from = now
-    definition = campaign_definition(spec)
-    row.definition, row.digest = definition, definition_digest(definition)
-    row.kind, row.status, row.priority = spec.kind, spec.status, spec.priority
-    row.channel, row.category = spec.channel, spec.category
+    for column, value in spec_columns(spec).items():
+        setattr(row, column, value)
     row.program_version_id, row.updated_at = version_id, now
 
 
