@@ -403,14 +403,27 @@ class OutboxMessage(Base):
     category: Mapped[str] = mapped_column(String(16))
     variant: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
+    """``queued`` -> ``sending`` -> ``sent`` | ``retry`` | ``failed``; ``cancelled`` when the
+    customer said no between planning and sending; ``control`` is never sent."""
     due_at: Mapped[datetime]
     created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None]
+    """For ``retry``: when to try again; for ``sending``: when the lease runs out and
+    another worker may take the message over."""
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    """Why the last attempt did not send (the SMTP reply, the template error...)."""
 
     __table_args__ = (
         UniqueConstraint("run_id", "customer_id"),
         # The contact policy counts a customer's recent messages through this index.
         Index(None, "customer_id", "due_at"),
         Index(None, "state", "due_at"),
+        Index(None, "state", "next_attempt_at"),
+        # The hourly sending limit counts a channel's recent sends through this index.
+        Index(None, "channel", "sent_at"),
     )
 
 
@@ -430,3 +443,60 @@ class CampaignContact(Base):
     )
     last_due_at: Mapped[datetime]
     times: Mapped[int] = mapped_column(Integer)
+
+
+class InAppMessage(Base):
+    """A message for the customer to read inside the product, served by the HTTP API."""
+
+    __tablename__ = "in_app_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    campaign: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    read_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "customer_id", "created_at"),)
+
+
+class Recommendation(Base):
+    """Customers who bought ``product_id`` also bought ``recommended_id``: co-purchase counts
+    from the last batch computation, strongest first per product."""
+
+    __tablename__ = "recommendations"
+
+    product_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    recommended_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer)
+    """Customers who bought both."""
+    score: Mapped[float]
+    """How much more often the pair is bought together than chance would have it (lift)."""
+    computed_at: Mapped[datetime]
+
+
+class CustomerRecommendation(Base):
+    """A product recommended to one customer (best first by ``rank``), from what they
+    bought and what others bought with it; computed in batch, read by templates."""
+
+    __tablename__ = "customer_recommendations"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[str] = mapped_column(String(128))
+    score: Mapped[float]
+
+
+class SigningKey(Base):
+    """A secret the nodes share through the store, e.g. the key that signs tracking links."""
+
+    __tablename__ = "signing_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]

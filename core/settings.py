@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -60,7 +60,109 @@ class SmtpSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     starttls: bool = False
+    """Upgrade the connection with STARTTLS (port 587); ``tls`` is TLS from the start (465)."""
     tls: bool = False
+    validate_certs: bool = True
+    timeout_seconds: float = Field(30.0, gt=0)
+    local_hostname: str | None = None
+    """The name this host gives in EHLO; default: the machine's name."""
+
+
+class ChannelLimits(_Section):
+    """How fast one channel may send: a steady rate and an hourly ceiling."""
+
+    rate_per_second: float | None = Field(None, gt=0)
+    """Token bucket: at most this many messages a second on average (none: no limit)."""
+    burst: int = Field(50, ge=1)
+    """How many messages may go at once after a quiet spell, under ``rate_per_second``."""
+    max_per_hour: int | None = Field(None, ge=1)
+    """Sliding window: at most this many messages in any 60 minutes, across all nodes."""
+
+
+class EmailSettings(ChannelLimits):
+    """The e-mail channel: who the mail is from, and the pool of SMTP connections."""
+
+    from_address: str = "news@cadence.example"
+    from_name: str | None = "Cadence"
+    reply_to: str | None = None
+    connections: int = Field(8, ge=1, le=256)
+    """Persistent SMTP connections per delivery process; each sends one message at a time."""
+    unsubscribe_mailto: str | None = None
+    """An address that takes unsubscribe requests by mail (``List-Unsubscribe: <mailto:...>``)."""
+    message_id_domain: str | None = None
+    """The right-hand side of Message-IDs; default: the domain of ``from_address``."""
+
+
+class SmsSettings(ChannelLimits):
+    """The SMS channel: an HTTP gateway that takes one message per request."""
+
+    url: str | None = None
+    """The gateway's endpoint; none: SMS is not configured and SMS messages wait."""
+    format: Literal["json", "form"] = "json"
+    fields: dict[str, str] = Field(
+        default_factory=lambda: {"to": "to", "text": "text", "from": "from"}
+    )
+    """The names the gateway gives the recipient, the text and the sender."""
+    sender: str | None = None
+    username: str | None = None
+    """With ``password``: HTTP basic authentication."""
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    """A bearer token (``Authorization: Bearer ...``), instead of basic authentication."""
+    timeout_seconds: float = Field(10.0, gt=0)
+    concurrency: int = Field(8, ge=1, le=256)
+
+
+class WebhookSettings(ChannelLimits):
+    """The webhook channel: each message is POSTed as JSON to one URL, signed."""
+
+    url: str | None = None
+    secret: SecretStr | None = None
+    """Signs each body with HMAC-SHA256 (header ``X-Cadence-Signature: t=...,v1=...``)."""
+    timeout_seconds: float = Field(10.0, gt=0)
+    concurrency: int = Field(8, ge=1, le=256)
+
+
+class FileChannelSettings(ChannelLimits):
+    """The file channel, for dry runs and the demo: messages written to a file or a maildir."""
+
+    path: Path = Path("outbox.jsonl")
+    format: Literal["jsonl", "maildir"] = "jsonl"
+
+
+class ChannelSettings(_Section):
+    """Every channel's settings (the in-app channel needs none but its limits)."""
+
+    email: EmailSettings = EmailSettings()
+    sms: SmsSettings = SmsSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    in_app: ChannelLimits = ChannelLimits()
+    file: FileChannelSettings = FileChannelSettings()
+
+
+class DeliverySettings(_Section):
+    """How delivery workers take messages from the outbox, and how they retry."""
+
+    batch_size: int = Field(500, ge=1, le=10_000)
+    """Messages a worker claims at once."""
+    lease_seconds: float = Field(300.0, gt=0)
+    """A claimed message not recorded by then goes back to the queue (the worker died)."""
+    max_attempts: int = Field(8, ge=1)
+    retry_base_seconds: float = Field(30.0, gt=0)
+    """The first retry waits this long, each later one twice as long (with jitter)."""
+    retry_max_seconds: float = Field(3600.0, gt=0)
+    idle_seconds: float = Field(1.0, gt=0)
+    """How long a worker with nothing to send waits before looking again."""
+
+
+class TemplateSettings(_Section):
+    """What templates may use and how much they may cost."""
+
+    brand: str = "Cadence"
+    """Offered to every template as ``brand``."""
+    max_template_bytes: int = Field(256 * 1024, ge=1)
+    max_output_bytes: int = Field(1024 * 1024, ge=1)
+    render_timeout_ms: int = Field(250, ge=1)
 
 
 class PolicySettings(_Section):
@@ -93,6 +195,13 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8625, ge=1, le=65535)
     token: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8625"
+    """Where customers reach the API: unsubscribe, tracking and click links start with it."""
+    link_ttl_days: int = Field(365, ge=1)
+    """How long unsubscribe and tracking links in a message keep working."""
+    link_secret: SecretStr | None = None
+    """Signs links; default: a key generated once and kept in the store for every node."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
 
 
 class Settings(BaseSettings):
@@ -115,6 +224,9 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     api: ApiSettings = ApiSettings()
     policy: PolicySettings = PolicySettings()
+    channels: ChannelSettings = ChannelSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    templates: TemplateSettings = TemplateSettings()
     settings_file: Path = Field(DEFAULT_SETTINGS_FILE, exclude=True)
 
     @field_validator("time_zone")
