@@ -2,21 +2,27 @@
 
 from core.cli import (
     bench_commands,
+    bounce_commands,
     campaign_commands,
+    delivery_commands,
     intel_commands,
     program_commands,
     run_commands,
+    sink_commands,
     store_commands,
 )
 from core.cli.app import cli, main
 
 __all__ = [
     "bench_commands",
+    "bounce_commands",
     "campaign_commands",
     "cli",
+    "delivery_commands",
     "intel_commands",
     "main",
     "program_commands",
     "run_commands",
+    "sink_commands",
     "store_commands",
 ]

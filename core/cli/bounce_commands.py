@@ -1,0 +1,1 @@
+"""``cadence bounces``: delivery status notifications in, hard bounces suppressed."""

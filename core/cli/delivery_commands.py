@@ -1,0 +1,1 @@
+"""``cadence deliver``: delivery workers and the HTTP API."""

@@ -1,0 +1,1 @@
+"""``cadence sink``: a local SMTP server that keeps what it receives."""
