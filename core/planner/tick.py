@@ -49,7 +49,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     true,
     update,
@@ -62,7 +61,7 @@ from core.models import CampaignContact, Customer, OutboxMessage, Suppression
 from core.planner.audience import Audience
 from core.planner.control import campaign_salt, control_bucket_sql, control_threshold
 from core.policy import Outcome, QuietHours
-from core.policy.channels import UNSUBSCRIBE_REASONS, channel_rule
+from core.policy.channels import blocking_status, channel_status
 from core.settings import PolicySettings
 
 _DAY = timedelta(days=1)
@@ -290,7 +289,7 @@ async def _fill_people(
         )
     has_suppressions = await _any(session, select(_SUPPRESSIONS.c.id))
     statuses = [
-        _channel_status(name, has_suppressions).label(f"status_{index}")
+        channel_status(name, has_suppressions).label(f"status_{index}")
         for index, name in enumerate(tables.channels)
     ]
     facts = (
@@ -312,32 +311,6 @@ async def _fill_people(
             ),
         )
     )
-
-
-def _channel_status(channel: str, has_suppressions: bool) -> ColumnElement[int]:
-    """Why the customer cannot be sent marketing on ``channel`` (an :class:`Outcome`), or 0."""
-    rule = channel_rule(channel)
-    whens: list[tuple[ColumnElement[bool], int]] = []
-    if rule.address is not None:
-        whens.append((or_(rule.address.is_(None), rule.address == ""), Outcome.NO_ADDRESS))
-        if has_suppressions and rule.suppression_channel is not None:
-            suppressions = _SUPPRESSIONS.c
-            reason = (
-                select(suppressions.reason)
-                .where(
-                    suppressions.channel == rule.suppression_channel,
-                    suppressions.address == rule.address,
-                )
-                .scalar_subquery()
-            )
-            unsubscribed = reason.in_(sorted(UNSUBSCRIBE_REASONS))
-            whens.append((and_(reason.is_not(None), ~unsubscribed), Outcome.SUPPRESSED))
-            whens.append((unsubscribed, Outcome.UNSUBSCRIBED))
-    if rule.consent is not None:
-        whens.append((rule.consent.is_not(True), Outcome.NO_CONSENT))
-    if not whens:
-        return literal(0, Integer)
-    return case(*whens, else_=0)
 
 
 async def _has_recent_marketing(session: AsyncSession, since: datetime) -> bool:
@@ -371,9 +344,7 @@ async def _plan_slot(
     audience = request.audience.select_customers(now).subquery("audience")
     source = audience.join(tables.people, people.customer_id == audience.c.customer_id)
     status = tables.status(request.channel)
-    exclusion: ColumnElement[int] = status
-    if not request.marketing:  # only a missing address or a hard suppression stops it
-        exclusion = case((status.in_([Outcome.NO_ADDRESS, Outcome.SUPPRESSED]), status), else_=0)
+    exclusion = blocking_status(status, marketing=request.marketing)
     times: ColumnElement[int] = literal(0, Integer)
     contacted = select(_CONTACTS.c.customer_id).where(
         _CONTACTS.c.campaign_id == request.campaign_id
