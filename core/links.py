@@ -37,6 +37,10 @@ class LinkError(CadenceError):
     """A link token that is malformed, tampered with or expired."""
 
 
+class LinkExpiredError(LinkError):
+    """A genuine link token whose time is up."""
+
+
 @dataclass(frozen=True, slots=True)
 class LinkClaims:
     """What a verified token says."""
@@ -104,7 +108,7 @@ class LinkSigner:
         if code != _KIND_CODES[kind]:
             raise LinkError(f"not a {kind} link")
         if now.timestamp() > expires:
-            raise LinkError("this link has expired")
+            raise LinkExpiredError("this link has expired")
         return LinkClaims(kind, outbox_id, customer_id, expires, detail)
 
     def _mac(self, payload: bytes) -> bytes:
