@@ -8,7 +8,7 @@ to them.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -86,6 +86,7 @@ Duration = Annotated[str, AfterValidator(_duration)]
 """A positive duration as written in the file; :func:`core.durations.parse_duration` reads it."""
 CampaignKind = Literal["cycle", "ad_hoc", "triggered", "journey"]
 Channel = Literal["email", "sms", "webhook", "in_app", "file"]
+CHANNEL_NAMES: tuple[str, ...] = get_args(Channel)
 
 
 class TargetSpec(_Spec):

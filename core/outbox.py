@@ -1,0 +1,245 @@
+"""The outbox as a durable work queue: claim messages under a lease, record what happened.
+
+Every message is a row before it is sent (the planner writes them). A worker
+*claims* a batch: the rows move to ``sending`` under its name with a lease
+(``next_attempt_at``); it then records each row as ``sent``, ``retry`` (with
+the time of the next attempt) or ``failed``. A worker that dies leaves its
+rows in ``sending``; once the lease runs out another worker claims them again,
+so a restart resumes where it stopped. Recording checks the owner, so a
+worker whose lease ran out cannot overwrite the new owner's result.
+
+On PostgreSQL several nodes claim at once: ``FOR UPDATE SKIP LOCKED`` hands
+each row to one of them. On SQLite ``BEGIN IMMEDIATE`` makes every claim the
+only writer while it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.models import Campaign, OutboxMessage
+
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+SENDABLE_STATES = ("queued", "retry", "sending")
+"""States of a message that may still go out."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedMessage:
+    """An outbox row this worker holds the lease on."""
+
+    id: int
+    run_id: int
+    campaign_id: int
+    customer_id: int
+    channel: str
+    category: str
+    variant: str
+    attempts: int
+    """Attempts so far, this one included."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A message to try again at ``at``, or to give up on if it has had its attempts."""
+
+    outbox_id: int
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A message that will not be tried again: ``failed`` or ``cancelled``, and why."""
+
+    outbox_id: int
+    state: str
+    reason: str
+
+
+async def claim_messages(
+    session: AsyncSession,
+    *,
+    channel: str,
+    owner: str,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+) -> list[ClaimedMessage]:
+    """Take up to ``limit`` messages of ``channel`` that may go out now, oldest first:
+    first those whose retry time came or whose previous worker's lease ran out, then
+    queued ones. Messages of paused or archived campaigns stay where they are."""
+    held = select(Campaign.id).where(Campaign.status != "active")
+    outbox = _OUTBOX.c
+    returning = (
+        select(outbox.id)
+        .where(
+            outbox.state.in_(("retry", "sending")),
+            outbox.next_attempt_at <= now,
+            outbox.channel == channel,
+            outbox.campaign_id.not_in(held),
+        )
+        .order_by(outbox.next_attempt_at)
+    )
+    claimed = await _claim(session, returning, owner, now, limit, lease)
+    if len(claimed) < limit:
+        queued = (
+            select(outbox.id)
+            .where(
+                outbox.state == "queued",
+                outbox.due_at <= now,
+                outbox.channel == channel,
+                outbox.campaign_id.not_in(held),
+            )
+            .order_by(outbox.due_at)
+        )
+        claimed += await _claim(session, queued, owner, now, limit - len(claimed), lease)
+    return claimed
+
+
+async def _claim(
+    session: AsyncSession,
+    candidates: Select[Any],
+    owner: str,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+) -> list[ClaimedMessage]:
+    outbox = _OUTBOX.c
+    # SQLite renders no FOR UPDATE: its BEGIN IMMEDIATE already made this the only writer.
+    chosen = candidates.limit(limit).with_for_update(skip_locked=True)
+    statement = (
+        update(_OUTBOX)
+        .where(outbox.id.in_(chosen.scalar_subquery()))
+        .values(
+            state="sending",
+            lease_owner=owner,
+            next_attempt_at=now + lease,
+            attempts=outbox.attempts + 1,
+        )
+        .returning(
+            outbox.id,
+            outbox.run_id,
+            outbox.campaign_id,
+            outbox.customer_id,
+            outbox.channel,
+            outbox.category,
+            outbox.variant,
+            outbox.attempts,
+        )
+    )
+    rows = (await session.execute(statement)).all()
+    return sorted((ClaimedMessage(*row) for row in rows), key=lambda message: message.id)
+
+
+async def record_sent(
+    session: AsyncSession, owner: str, outbox_ids: Sequence[int], now: datetime
+) -> list[int]:
+    """Mark ``outbox_ids`` sent; returns the ids this owner still held (the others were
+    taken over after the lease ran out and are not touched)."""
+    if not outbox_ids:
+        return []
+    outbox = _OUTBOX.c
+    statement = (
+        update(_OUTBOX)
+        .where(outbox.id.in_(outbox_ids), *_held_by(owner))
+        .values(state="sent", sent_at=now, next_attempt_at=None, lease_owner=None, error=None)
+        .returning(outbox.id)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def record_retries(session: AsyncSession, owner: str, retries: Iterable[Retry]) -> None:
+    """Put messages back in the queue for a later attempt."""
+    rows = [
+        {"row_id": retry.outbox_id, "at": retry.at, "reason": retry.reason} for retry in retries
+    ]
+    if rows:
+        await session.execute(
+            _row_update(owner).values(
+                state="retry",
+                next_attempt_at=bindparam("at"),
+                lease_owner=None,
+                error=bindparam("reason"),
+            ),
+            rows,
+        )
+
+
+async def record_settled(session: AsyncSession, owner: str, settled: Iterable[Settled]) -> None:
+    """Record messages that will not be tried again."""
+    rows = [
+        {"row_id": item.outbox_id, "new_state": item.state, "reason": item.reason}
+        for item in settled
+    ]
+    if rows:
+        await session.execute(
+            _row_update(owner).values(
+                state=bindparam("new_state"),
+                next_attempt_at=None,
+                lease_owner=None,
+                error=bindparam("reason"),
+            ),
+            rows,
+        )
+
+
+def _held_by(owner: str) -> tuple[Any, ...]:
+    outbox = _OUTBOX.c
+    return (outbox.state == "sending", outbox.lease_owner == owner)
+
+
+def _row_update(owner: str) -> Any:
+    return update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"), *_held_by(owner))
+
+
+async def release_leases(session: AsyncSession, owner: str, now: datetime) -> int:
+    """Give back every message ``owner`` still holds, for another worker to take at once
+    (a graceful shutdown); returns how many."""
+    outbox = _OUTBOX.c
+    statement = (
+        update(_OUTBOX)
+        .where(*_held_by(owner))
+        .values(state="retry", next_attempt_at=now, lease_owner=None)
+        .returning(outbox.id)
+    )
+    return len((await session.execute(statement)).all())
+
+
+async def sent_since(session: AsyncSession, channel: str, since: datetime) -> int:
+    """Messages of ``channel`` sent after ``since``, plus those being sent right now: what
+    an hourly sending limit counts."""
+    outbox = _OUTBOX.c
+    sent = select(func.count()).where(outbox.channel == channel, outbox.sent_at > since)
+    sending = select(func.count()).where(outbox.state == "sending", outbox.channel == channel)
+    return int((await session.execute(sent)).scalar_one()) + int(
+        (await session.execute(sending)).scalar_one()
+    )
+
+
+async def oldest_sent_since(
+    session: AsyncSession, channel: str, since: datetime
+) -> datetime | None:
+    """When the earliest send of ``channel`` after ``since`` happened: the window frees up
+    one message an hour after it."""
+    outbox = _OUTBOX.c
+    query = select(func.min(outbox.sent_at)).where(
+        outbox.channel == channel, outbox.sent_at > since
+    )
+    oldest: datetime | None = (await session.execute(query)).scalar_one_or_none()
+    return oldest
+
+
+async def waiting_messages(session: AsyncSession, channels: Sequence[str] | None = None) -> int:
+    """Messages that may still go out (now or later)."""
+    outbox = _OUTBOX.c
+    query = select(func.count()).where(outbox.state.in_(SENDABLE_STATES))
+    if channels is not None:
+        query = query.where(outbox.channel.in_(channels))
+    return int((await session.execute(query)).scalar_one())
