@@ -15,7 +15,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-logger = logging.getLogger("cadence.api.access")
+logger = logging.getLogger(__name__)
 
 _TOKEN_PATH = re.compile(r"^/([uoc])/[^/]*")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.api.access_log import AccessLog
+from core.api.body_limit import BodyLimit
 from core.api.bounce_webhook import BounceWebhookRoutes
 from core.api.context import ApiContext
 from core.api.health import HealthRoutes
@@ -45,8 +45,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         middleware=[
             # Outside the limit, so a 413 is logged as what the client got.
             Middleware(AccessLog),
-            # Checks Content-Length and counts a chunked body as it streams in.
-            Middleware(RequestBodyLimitMiddleware, max_body_size=settings.api.max_body_bytes),
+            Middleware(BodyLimit, max_bytes=settings.api.max_body_bytes, respond=_error_response),
         ],
         exception_handlers={HTTPException: _error_response},
     )
@@ -54,11 +53,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
 
 async def _error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 413:
-        detail = "the request body is larger than api.max_body_bytes allows"
-    else:
-        detail = exc.detail
     if request.url.path.startswith(_MACHINE_PATHS):
-        return JSONResponse({"error": detail}, exc.status_code, headers=exc.headers)
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
     title = _PAGE_TITLES.get(exc.status_code, "Something went wrong")
-    return html_response(page(title, detail), exc.status_code, exc.headers)
+    return html_response(page(title, exc.detail), exc.status_code, exc.headers)
