@@ -24,7 +24,7 @@ from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-GRACEFUL_SHUTDOWN_SECONDS = 5.0
+GRACEFUL_SHUTDOWN_SECONDS = 5
 """How long requests in flight may take to finish once the server is told to stop."""
 
 
@@ -61,7 +61,7 @@ async def serve_api(
         log_config=None,
         lifespan="off",
         server_header=False,
-        timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_SECONDS),
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = _EmbeddedServer(config, f"http://{api.host}:{api.port}", started)
     serving = asyncio.ensure_future(server.serve(sockets=[listener]))
