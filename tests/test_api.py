@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -404,9 +405,8 @@ async def test_health_is_ok_when_the_database_answers(client: httpx.AsyncClient)
     ],
     ids=["sqlite", "postgresql"],
 )
-async def test_health_is_503_when_the_database_does_not_answer(
-    url: str, settings: Settings
-) -> None:
+async def test_health_is_503_when_the_database_does_not_answer(url: str, tmp_path: Path) -> None:
+    settings = Settings(database_url=url, settings_file=tmp_path / "cadence.toml")
     down = Store(create_engine(url))
     try:
         transport = httpx.ASGITransport(app=create_app(down, settings))
