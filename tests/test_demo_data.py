@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import tomllib
 from collections import defaultdict
@@ -218,20 +217,3 @@ async def test_every_lifecycle_stage_of_the_default_program_is_populated(
             assert customer not in stages["inactive"], customer
         if persona == "browser":
             assert customer in stages["registered"], customer
-
-
-def test_the_shipped_templates_use_only_plain_variables() -> None:
-    templates = DEFAULT_CONFIG_DIR / "templates"
-    names = sorted(path.name for path in templates.iterdir())
-    assert {"welcome.html.j2", "welcome.subject.j2", "welcome.txt.j2"} <= set(names)
-    for base in {name.split(".")[0] for name in names}:
-        assert {f"{base}.subject.j2", f"{base}.txt.j2"} <= set(names), base
-        subject = (templates / f"{base}.subject.j2").read_text(encoding="utf-8")
-        assert len([line for line in subject.splitlines() if not line.startswith("{#")]) == 1
-    for name in names:
-        text = (templates / name).read_text(encoding="utf-8")
-        assert "{%" not in text, f"{name}: no statements, only variables"
-        for expression in re.findall(r"{{(.*?)}}", text):
-            assert re.fullmatch(
-                r'\s*(customer\.name|brand|unsubscribe_url)( or "[a-z ]+")?\s*', expression
-            ), f"{name}: {expression!r}"

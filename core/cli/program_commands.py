@@ -10,8 +10,9 @@ from rich.table import Table
 from core import clock
 from core.cli.app import cli, common_options, load_command_settings, out, run, with_store
 from core.db import Store
-from core.program import Program, load_program
+from core.program import Program, ProgramError, load_program
 from core.settings import Settings
+from core.templates import check_templates
 
 if TYPE_CHECKING:  # the plan's machinery loads when a command needs it, not for --help
     from core.program.apply import ApplyResult, Diff, ProgramPlan
@@ -23,18 +24,33 @@ def program() -> None:
 
 
 def _checked_program(settings: Settings) -> Program:
-    """The program files, validated with their template references (exits 1 on a problem)."""
-    return load_program(
-        settings.resolve(settings.program_dir), settings.resolve(settings.templates_dir)
-    )
+    """The program files, validated with the templates they use, each compiled and rendered
+    for a sample customer (exits 1 on a problem)."""
+    templates_dir = settings.resolve(settings.templates_dir)
+    checked = load_program(settings.resolve(settings.program_dir), templates_dir)
+    problems = check_templates(templates_dir, settings.templates, _template_uses(checked))
+    if problems:
+        raise ProgramError("\n".join(["the templates have problems:", *problems]))
+    return checked
+
+
+def _template_uses(checked: Program) -> set[tuple[str, str]]:
+    """Every (template, channel) the campaigns send."""
+    return {
+        (variant, campaign.spec.channel)
+        for campaign in checked.campaigns
+        for variant in campaign.spec.variants
+    }
 
 
 @program.command("validate")
 @common_options
 def program_validate() -> None:
-    """Check every program file, rule, schedule and template reference; exit 1 on a problem."""
+    """Check every program file, rule and schedule, and render every template the campaigns
+    use for a sample customer; exit 1 on a problem."""
     settings = load_command_settings()
     checked = _checked_program(settings)
+    templates = len({name for name, _ in _template_uses(checked)})
     kinds = Counter(campaign.spec.kind for campaign in checked.campaigns)
     by_kind = ", ".join(
         f"{count} {kind.replace('_', '-')}" for kind, count in sorted(kinds.items())
@@ -43,7 +59,7 @@ def program_validate() -> None:
         f"The program in {checked.directory} is valid: {len(checked.stages)} stages, "
         f"{len(checked.segments)} segments, {len(checked.campaigns)} campaigns"
         + (f" ({by_kind})" if by_kind else "")
-        + "."
+        + f"; {templates} templates render for a sample customer."
     )
 
 

@@ -25,6 +25,7 @@ from core.errors import ConfigError
 from core.program.model import CampaignSpec, ParamValue, ScoresSpec, SegmentSpec, StageSpec
 from core.program.schedules import schedule_trigger
 from core.rules import Rule, RuleError, parse_rule
+from core.templates import missing_template_files
 from core.tomlfile import line_of, read_toml
 
 STAGES_FILE = "stages.toml"
@@ -257,12 +258,11 @@ def _schedule_problem(schedule: str) -> str | None:
 
 
 def template_problem(name: str, channel: str, templates_dir: Path | None) -> str | None:
-    """What is missing of template ``name`` for ``channel``, or None."""
+    """What is missing of template ``name`` for ``channel``, or None (see
+    :data:`core.templates.CHANNEL_PARTS` for which files a channel needs)."""
     if templates_dir is None:
         return None
-    parts = ["subject", "txt"] if channel == "email" else ["txt"]
-    files = [f"{name}.{part}.j2" for part in parts]
-    missing = [file for file in files if not (templates_dir / file).is_file()]
+    missing = missing_template_files(name, channel, templates_dir)
     if not missing:
         return None
     return f"template `{name}` lacks {', '.join(missing)} in {templates_dir}"

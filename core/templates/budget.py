@@ -1,0 +1,138 @@
+"""What one render may spend: time until a deadline, and room for what it builds.
+
+Every guard of the sandbox (loops, calls, operators, filters, joins) asks
+here before it works. The deadline lives in a context variable set by the
+render that is under way, so a guard needs no reference to the render and a
+template has no way to reach it. Sizes are bounded against a ceiling given
+by the caller: characters for text, items for lists.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence, Set
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import Any, cast
+
+MAX_INT_BITS = 8_192
+"""Integers a template computes stay below 2**8192 (about 2,500 digits): enough for any
+price or count, far below what makes arithmetic or printing slow."""
+
+
+class TemplateLimitError(Exception):
+    """A template went past one of its limits; :attr:`reason` says which, for the message."""
+
+    reason = "over a limit"
+
+
+class TooLarge(TemplateLimitError):
+    reason = "too large"
+
+
+class TooSlow(TemplateLimitError):
+    reason = "too slow"
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    at: float
+    """``time.perf_counter()`` value after which the render must stop."""
+    timeout_ms: int
+
+
+_NO_DEADLINE = _Deadline(math.inf, 0)
+_deadline: ContextVar[_Deadline] = ContextVar("cadence_template_deadline", default=_NO_DEADLINE)
+
+
+def start_deadline(timeout_ms: int) -> Token[_Deadline]:
+    """Make the guards stop a render after ``timeout_ms`` from now, until
+    :func:`end_deadline` (a plain pair of calls: a render costs microseconds, a context
+    manager would add a tenth of it)."""
+    return _deadline.set(_Deadline(time.perf_counter() + timeout_ms / 1000, timeout_ms))
+
+
+def end_deadline(token: Token[_Deadline]) -> None:
+    _deadline.reset(token)
+
+
+def check_time() -> None:
+    """Raise :class:`TooSlow` once the render under way has used up its time."""
+    current = _deadline.get()
+    if time.perf_counter() > current.at:
+        raise TooSlow(f"rendering took longer than {current.timeout_ms} ms")
+
+
+def timed(items: Any) -> Iterator[Any]:
+    """The items of ``items``, checking the deadline before each one (loops that print
+    nothing and call nothing would otherwise run unchecked)."""
+    current = _deadline.get()
+    clock = time.perf_counter
+    for item in items:
+        if clock() > current.at:
+            raise TooSlow(f"rendering took longer than {current.timeout_ms} ms")
+        yield item
+
+
+def rendered_size(value: Any, ceiling: int) -> int:
+    """About how many characters ``str(value)`` makes, at least; counting stops as soon as
+    it passes ``ceiling``, so the cost is bounded however deep ``value`` is.
+
+    A list that holds the same long text many times is small in memory and
+    enormous once printed; this is what tells the two apart.
+    """
+    if isinstance(value, str | bytes):
+        return len(value)
+    total = 0
+    pending = [value]
+    while pending and total <= ceiling:
+        item = pending.pop()
+        kind = type(item)
+        # Exact types first: a list of 100,000 numbers is walked in milliseconds.
+        if kind is str:
+            total += len(item) + 4  # quotes and a separator
+        elif kind is int:
+            total += item.bit_length() // 3 + 2
+        elif kind is float or kind is bool or item is None:
+            total += 8
+        elif kind is list or kind is tuple:
+            total += 2
+            pending.extend(item)
+        elif isinstance(item, str | bytes):
+            total += len(item) + 4
+        elif isinstance(item, Mapping):
+            total += 2
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, Sequence | Set | MappingView) and not isinstance(item, range):
+            total += 2
+            pending.extend(cast(Iterable[Any], item))
+        else:
+            total += 64  # an object's repr: a name and an address
+    return total
+
+
+def check_size(value: Any, max_chars: int, max_items: int) -> None:
+    """Raise :class:`TooLarge` if ``value`` is text longer than ``max_chars`` or a
+    collection of more than ``max_items`` items."""
+    if isinstance(value, str | bytes):
+        if len(value) > max_chars:
+            raise TooLarge(f"a text of {len(value):,} characters is over {max_chars:,}")
+    elif (
+        isinstance(value, Sequence | Mapping | Set)
+        and not isinstance(value, range)
+        and len(value) > max_items
+    ):
+        raise TooLarge(f"a list of {len(value):,} items is over {max_items:,}")
+
+
+def bounded_list(items: Any, max_items: int) -> list[Any]:
+    """The items of an iterator as a list, checking the deadline on the way and refusing
+    more than ``max_items`` (a lazy filter chain becomes a list the next guard can size)."""
+    collected = []
+    for item in timed(items):
+        collected.append(item)
+        if len(collected) > max_items:
+            raise TooLarge(f"a sequence of more than {max_items:,} items")
+    return collected
