@@ -9,7 +9,7 @@ reach its server at all answers "retry" for the whole batch. What to do next
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -72,6 +72,10 @@ class SendOutcome:
         return cls(outbox_id, "failed", reason, suppress=suppress)
 
 
+Report = Callable[[SendOutcome], Awaitable[None]]
+"""Takes one outcome as soon as it is known (the delivery worker records it durably)."""
+
+
 class Channel(Protocol):
     """A way to reach customers: e-mail, SMS, a webhook, the product itself, a file."""
 
@@ -80,8 +84,17 @@ class Channel(Protocol):
     async def open(self) -> None:
         """Connect (or create the file); called once before the first batch."""
 
-    async def send(self, batch: Sequence[OutgoingMessage]) -> list[SendOutcome]:
-        """Deliver ``batch``; one outcome per message, in any order."""
+    async def send(
+        self, batch: Sequence[OutgoingMessage], report: Report | None = None
+    ) -> list[SendOutcome]:
+        """Deliver ``batch``; one outcome per message, in any order.
+
+        With ``report``, each outcome is also handed to it as soon as it is known, and
+        whatever sent that message (a connection, a request slot) waits for ``report``
+        to return before it sends another. The worker records the outcome there, so a
+        crash can repeat at most one message per connection: the one the server had
+        accepted when the record was not yet written.
+        """
 
     async def close(self) -> None:
         """Finish what is in flight and let go of connections and files."""
