@@ -168,16 +168,20 @@ class SmtpSink:
         code, text = reply
         return f"{code} {text}"
 
-    def receive(self, mail_from: str, recipients: tuple[str, ...], data: bytes) -> None:
-        """Count, keep and store one message that arrived."""
+    async def receive(self, mail_from: str, recipients: tuple[str, ...], data: bytes) -> None:
+        """Store, count and keep one message that arrived; OSError if it cannot be stored.
+
+        The file is written in a thread: the other connections go on meanwhile,
+        and a disk that stalls slows down only the message waiting for it.
+        """
+        if self.maildir is not None:
+            await asyncio.to_thread(self._store, data)
         self._received += 1
         message_id = _message_id_of(data)
         if message_id is not None:
             self.message_ids[message_id] += 1
         if self.keep:
             self.messages.append(ReceivedMessage(mail_from, recipients, data, message_id))
-        if self.maildir is not None:
-            self._store(data)
 
     def should_drop(self, accepted_on_connection: int) -> bool:
         drop = self.drop_after is not None and accepted_on_connection % self.drop_after == 0
@@ -196,7 +200,11 @@ class SmtpSink:
             os.write(descriptor, data.replace(b"\r\n", b"\n"))
         finally:
             os.close(descriptor)
-        os.rename(temporary, self.maildir / "new" / name)
+        try:
+            os.rename(temporary, self.maildir / "new" / name)
+        except OSError:
+            temporary.unlink()
+            raise
 
     def _opened(self, connection: _SinkSMTP) -> None:
         self._connections_made += 1
@@ -216,7 +224,7 @@ def _message_id_of(data: bytes) -> str | None:
 
 
 class _SinkHandler:
-    """The aiosmtpd hooks: refuse the recipients the sink was told to, keep the rest."""
+    """The aiosmtpd hooks: refuse the recipients the sink was told to, take the rest."""
 
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
@@ -237,9 +245,13 @@ class _SinkHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.original_content, bytes)
-        self.sink.receive(
-            envelope.mail_from or "", tuple(envelope.rcpt_tos), envelope.original_content
-        )
+        try:
+            await self.sink.receive(
+                envelope.mail_from or "", tuple(envelope.rcpt_tos), envelope.original_content
+            )
+        except OSError as exc:
+            # What a mail server says when its disk fails it: try again later.
+            return f"451 4.3.0 cannot store the message: {exc.strerror or exc}"
         return "250 OK: queued"
 
 

@@ -198,6 +198,19 @@ async def test_messages_are_stored_in_a_maildir(tmp_path: Path) -> None:
     assert all(b"\r\n" not in path.read_bytes() for path in (tmp_path / "mail" / "new").iterdir())
 
 
+async def test_a_message_the_maildir_cannot_take_is_refused_for_now(tmp_path: Path) -> None:
+    async with SmtpSink(maildir=tmp_path / "mail") as sink:
+        (tmp_path / "mail" / "new").rmdir()
+        (tmp_path / "mail" / "new").write_text("not a folder")
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await send(sink, multipart())
+
+    assert refused.value.code == 451
+    assert refused.value.message.startswith("4.3.0 cannot store the message: Not a directory")
+    assert sink.stats().received == 0
+    assert not any((tmp_path / "mail" / "tmp").iterdir())
+
+
 async def test_a_stopped_sink_closes_its_connections_and_starts_again_on_its_port() -> None:
     sink = SmtpSink(keep=True)
     await sink.start()
