@@ -203,7 +203,8 @@ def intel() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the CLV fit as one JSON line.")
 @common_options
 def intel_refresh(as_json: bool) -> None:
-    """Recompute RFM, engagement and lead scores, fit BG/NBD + Gamma-Gamma and store CLV."""
+    """Recompute RFM, engagement and lead scores and co-purchase recommendations, fit
+    BG/NBD + Gamma-Gamma and store CLV."""
     from core.intel.refresh import refresh_intel
 
     settings = load_command_settings()
@@ -219,6 +220,11 @@ def intel_refresh(as_json: bool) -> None:
         click.echo(json.dumps(fit))
         return
     out.print(f"Scores refreshed for {result.customers:,} customers.")
+    picked = result.recommendations
+    out.print(
+        f"Recommendations: {picked.pairs:,} product pairs among {picked.products:,} products "
+        f"bought, picks for {picked.customers:,} customers."
+    )
     table = Table(title=f"CLV fit over {fit['customers']:,} buyers (time unit: {fit['time_unit']})")
     table.add_column("model")
     table.add_column("parameters")

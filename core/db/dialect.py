@@ -95,6 +95,15 @@ async def scratch_table(
         await connection.run_sync(lambda sync: table.create(sync))
 
 
+async def analyze_scratch_table(session: AsyncSession, table: Table) -> None:
+    """Give PostgreSQL's planner statistics on a filled temporary ``table``: autovacuum
+    never analyses temporary tables, and without statistics the planner sorts where it
+    should hash. SQLite's planner does without."""
+    if backend_of(session) == "postgresql":
+        connection = await session.connection()
+        await connection.exec_driver_sql(f'ANALYZE "{table.name}"')
+
+
 async def drop_scratch_table(session: AsyncSession, table: Table) -> None:
     """Drop the temporary ``table`` if this connection has it."""
     schema = "pg_temp" if backend_of(session) == "postgresql" else "temp"

@@ -1,4 +1,5 @@
-"""``cadence intel refresh``: scores for everyone, then the CLV models fitted and applied.
+"""``cadence intel refresh``: scores for everyone, co-purchase recommendations (see
+:mod:`core.intel.recommendations`), then the CLV models fitted and applied.
 
 The CLV step reads one row per buyer from the rollups (repeat purchases,
 the age of the first and last purchase, revenue), fits BG/NBD and
@@ -27,6 +28,7 @@ from core.intel.clv import (
     fit_clv,
     p_alive,
 )
+from core.intel.recommendations import RecommendationRefresh, refresh_recommendations
 from core.intel.scores import refresh_scores
 from core.models import ClvFit, CustomerRollup, CustomerScore
 from core.program import Program
@@ -48,9 +50,11 @@ _predictions = Table(
 
 @dataclass(frozen=True)
 class IntelRefresh:
-    """What one refresh did: customers scored and the CLV fit, or why there is none."""
+    """What one refresh did: customers scored, the recommendations computed, and the CLV
+    fit, or why there is none."""
 
     customers: int
+    recommendations: RecommendationRefresh
     fit: FitResult | None
     fit_problem: str | None
 
@@ -67,9 +71,10 @@ class PurchaseHistories:
 
 
 async def refresh_intel(store: Store, program: Program, now: datetime) -> IntelRefresh:
-    """Refresh every score and fit the CLV models as of ``now``."""
+    """Refresh every score and the recommendations, and fit the CLV models as of ``now``."""
     async with store.transaction() as session:
         customers = await refresh_scores(session, program.scores, now)
+    recommendations = await refresh_recommendations(store, now)
     async with store.reading() as session:
         histories = await read_purchase_histories(session, now)
     try:
@@ -83,10 +88,10 @@ async def refresh_intel(store: Store, program: Program, now: datetime) -> IntelR
             time_unit=TIME_UNIT,
         )
     except ClvFitError as problem:
-        return IntelRefresh(customers, None, str(problem))
+        return IntelRefresh(customers, recommendations, None, str(problem))
     async with store.transaction() as session:
         await _store_predictions(session, histories, fit, now)
-    return IntelRefresh(customers, fit, None)
+    return IntelRefresh(customers, recommendations, fit, None)
 
 
 async def read_purchase_histories(session: AsyncSession, now: datetime) -> PurchaseHistories:
