@@ -104,12 +104,19 @@ class _Parts:
 def template_files(name: str, channel: str) -> list[tuple[str, bool]]:
     """The files of template ``name`` that ``channel`` uses, each with whether it must
     exist: subject, text, HTML, in that order."""
+    return [(_file_name(name, part), required) for part, required in _parts_of(channel)]
+
+
+def _parts_of(channel: str) -> tuple[tuple[Part, bool], ...]:
     try:
-        parts = CHANNEL_PARTS[channel]
+        return CHANNEL_PARTS[channel]
     except KeyError:
         known = ", ".join(CHANNEL_PARTS)
         raise ValueError(f"unknown channel {channel!r}; known: {known}") from None
-    return [(f"{name}.{part}.j2", required) for part, required in parts]
+
+
+def _file_name(name: str, part: Part) -> str:
+    return f"{name}.{part}.j2"
 
 
 def missing_template_files(name: str, channel: str, directory: Path) -> list[str]:
@@ -169,8 +176,8 @@ class Templates:
 
     def _load(self, name: str, channel: str) -> _Parts:
         files = {
-            filename.split(".")[-2]: self._file(filename, required)
-            for filename, required in template_files(name, channel)
+            part: self._file(_file_name(name, part), required)
+            for part, required in _parts_of(channel)
         }
         text = files["txt"]
         assert text is not None  # the text is required for every channel
