@@ -1,6 +1,7 @@
-"""``cadence demo``: a fresh SQLite store with demo data, scored, staged, segmented and
-planned: the program went live a week ago, so the first planning tick runs every cycle
-campaign's latest slot, through the contact policy.
+"""``cadence demo``: a fresh SQLite store with demo data, scored, staged, segmented,
+planned and delivered: the program went live a week ago, so the first planning tick runs
+every cycle campaign's latest slot, through the contact policy, and the messages due now
+go out by e-mail to a local SMTP sink that keeps them in a maildir.
 
 Everything lands in one folder (``./cadence-demo`` by default): the settings,
 a copy of the default program and templates for the newcomer to edit, and
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from config import DEFAULT_CONFIG_DIR, DEFAULT_SETTINGS_FILE
 from core import clock
-from core.db import open_store
+from core.db import Store, open_store
+from core.delivery import DeliveryStats
 from core.demo_data import load_demo_data
 from core.intel.refresh import refresh_intel
 from core.lifecycle import StageOverview, refresh_stages, stage_overview
@@ -26,7 +28,9 @@ from core.program import load_program
 from core.program.apply import apply_program
 from core.segments import SegmentRefresh, refresh_segments
 from core.settings import Settings
+from core.sink import SmtpSink
 from core.summary import StoreSummary, summarise_store
+from core.workers import run_delivery
 
 _LIVE_FOR = timedelta(days=7)
 """How long before "now" the demo's program went live: every weekly slot has come round."""
@@ -60,11 +64,23 @@ class DemoResult:
     stages: list[StageOverview]
     segments: list[SegmentRefresh]
     planned: list[PlannedRun]
+    delivery: DemoDelivery
+
+
+@dataclass(frozen=True)
+class DemoDelivery:
+    """The first run's messages, sent to the demo's SMTP sink."""
+
+    stats: DeliveryStats
+    arrived: int
+    """Messages the sink received."""
+    maildir: Path
 
 
 async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) -> DemoResult:
     """Create the schema, fill it with demo data, refresh scores, stages and segments, apply
-    the program as of a week ago and plan the campaign runs due since."""
+    the program as of a week ago, plan the campaign runs due since and deliver what is due
+    now into a local SMTP sink."""
     program = load_program(settings.resolve(settings.program_dir))
     store = open_store(settings)
     try:
@@ -77,9 +93,25 @@ async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) 
         segments = await refresh_segments(store, program, now)
         await apply_program(store, program, now - _LIVE_FOR)
         planned = await plan_due_runs(store, program, settings, now)
+        delivery = await _deliver_to_sink(store, settings)
         async with store.reading() as session:
             summary = await summarise_store(session, now)
             stages = await stage_overview(session, program, now)
-        return DemoResult(summary, stages, segments, planned)
+        return DemoResult(summary, stages, segments, planned, delivery)
     finally:
         await store.close()
+
+
+async def _deliver_to_sink(store: Store, settings: Settings) -> DemoDelivery:
+    """Send the e-mail due now through a sink on a free local port, as a real server."""
+    maildir = settings.config_dir / "sink"
+    async with SmtpSink(maildir=maildir) as sink:
+        smtp = settings.smtp.model_copy(update={"host": sink.host, "port": sink.port})
+        stats = await run_delivery(
+            store,
+            settings.model_copy(update={"smtp": smtp}),
+            channels=["email"],
+            until_idle=True,
+            serve_http=False,
+        )
+    return DemoDelivery(stats, sink.stats().received, maildir)

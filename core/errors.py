@@ -11,3 +11,7 @@ class ConfigError(CadenceError):
 
 class CampaignError(CadenceError):
     """A campaign cannot be planned, launched or changed as asked; the message says why."""
+
+
+class DeliveryError(CadenceError):
+    """Delivery could not go on (a worker process died, a channel is misconfigured)."""

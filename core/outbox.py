@@ -145,14 +145,8 @@ async def record_sent(
     taken over after the lease ran out and are not touched)."""
     if not outbox_ids:
         return []
-    outbox = _OUTBOX.c
-    statement = (
-        update(_OUTBOX)
-        .where(outbox.id.in_(outbox_ids), *_held_by(owner))
-        .values(state="sent", sent_at=now, next_attempt_at=None, lease_owner=None, error=None)
-        .returning(outbox.id)
-    )
-    return list((await session.execute(statement)).scalars())
+    parameters = {"ids": list(outbox_ids), "owner": owner, "now": now}
+    return list((await session.execute(_RECORD_SENT, parameters)).scalars())
 
 
 async def record_retries(session: AsyncSession, owner: str, retries: Iterable[Retry]) -> None:
@@ -190,6 +184,22 @@ async def record_settled(session: AsyncSession, owner: str, settled: Iterable[Se
         )
 
 
+# Built once: delivery records sends many times a second, and building the statement
+# costs more than running it.
+_RECORD_SENT = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id.in_(bindparam("ids", expanding=True)),
+        _OUTBOX.c.state == "sending",
+        _OUTBOX.c.lease_owner == bindparam("owner"),
+    )
+    .values(
+        state="sent", sent_at=bindparam("now"), next_attempt_at=None, lease_owner=None, error=None
+    )
+    .returning(_OUTBOX.c.id)
+)
+
+
 def _held_by(owner: str) -> tuple[Any, ...]:
     outbox = _OUTBOX.c
     return (outbox.state == "sending", outbox.lease_owner == owner)
@@ -197,6 +207,19 @@ def _held_by(owner: str) -> tuple[Any, ...]:
 
 def _row_update(owner: str) -> Any:
     return update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"), *_held_by(owner))
+
+
+async def renew_leases(session: AsyncSession, owner: str, now: datetime, lease: timedelta) -> int:
+    """Extend every lease ``owner`` holds to ``now + lease``: a live worker keeps its
+    messages however long a slow server makes a batch take; returns how many."""
+    outbox = _OUTBOX.c
+    statement = (
+        update(_OUTBOX)
+        .where(*_held_by(owner))
+        .values(next_attempt_at=now + lease)
+        .returning(outbox.id)
+    )
+    return len((await session.execute(statement)).all())
 
 
 async def release_leases(session: AsyncSession, owner: str, now: datetime) -> int:

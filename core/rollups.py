@@ -168,6 +168,22 @@ def _merged(backend: Backend, statement: Any) -> Any:
     return statement.on_conflict_do_update(index_elements=[old.customer_id], set_=changes)
 
 
+async def note_messages_sent(
+    session: AsyncSession, customer_ids: Sequence[int], at: datetime
+) -> None:
+    """Move the customers' ``last_message_at`` to ``at``: a message just reached them.
+
+    Delivery records sends in the outbox, not as events, so it folds them into the
+    rollups itself, the same way an ingested ``message_sent`` event would be.
+    """
+    if not customer_ids:
+        return
+    nothing = dict.fromkeys(TOTALS_COLUMNS[1:])
+    nothing.update(purchase_count=0, revenue_total=0, event_count=0, last_message_at=at)
+    rows = [{**nothing, "customer_id": customer_id} for customer_id in dict.fromkeys(customer_ids)]
+    await session.execute(totals_upsert(backend_of(session)), rows)
+
+
 async def roll_up_due_events(session: AsyncSession, now: datetime) -> int:
     """Count the held-back events whose time has come; returns how many were counted."""
     await serialize_writers(session, "rollups")

@@ -143,6 +143,9 @@ class ChannelSettings(_Section):
 class DeliverySettings(_Section):
     """How delivery workers take messages from the outbox, and how they retry."""
 
+    processes: int = Field(1, ge=1, le=64)
+    """Worker processes ``cadence deliver`` runs; each sends on its own core with its own
+    ``channels.email.connections`` connections."""
     batch_size: int = Field(500, ge=1, le=10_000)
     """Messages a worker claims at once."""
     lease_seconds: float = Field(300.0, gt=0)

@@ -77,6 +77,13 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
+def run_fast(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run network-bound commands (delivery, the sink) on uvloop where it is installed."""
+    from core.event_loop import run_on_fast_loop
+
+    return run_on_fast_loop(coroutine)
+
+
 async def with_store(
     settings: Settings,
     work: Callable[[Store], Coroutine[Any, Any, T]],

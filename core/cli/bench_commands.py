@@ -6,7 +6,7 @@ import json
 
 import click
 
-from core.cli.app import cli, common_options, load_command_settings, run
+from core.cli.app import cli, common_options, load_command_settings, run, run_fast
 
 
 @cli.group()
@@ -69,3 +69,28 @@ def bench_plan(customers: int, campaigns: int, segments: int) -> None:
         )
     )
     click.echo(json.dumps(result))
+
+
+@bench.command("deliver")
+@click.option("--messages", default=20_000, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--connections",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Persistent SMTP connections, for the worker and the floors alike.",
+)
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes sharing the connections (the floors use one process).",
+)
+@common_options
+def bench_deliver(messages: int, connections: int, processes: int) -> None:
+    """Drain MESSAGES queued e-mails through a local SMTP sink, against aiosmtplib alone."""
+    from core.bench_deliver import bench_deliver as benchmark_deliver
+
+    load_command_settings()
+    click.echo(json.dumps(run_fast(benchmark_deliver(messages, connections, processes))))

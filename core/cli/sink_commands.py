@@ -7,13 +7,11 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import click
 
-from core.cli.app import cli, common_options, load_command_settings, out
+from core.cli.app import cli, common_options, load_command_settings, out, run_fast
 from core.sink import SinkStats, SmtpSink
 
 _STATS_EVERY_SECONDS = 1.0
@@ -52,7 +50,7 @@ def sink(maildir: Path | None, port: int | None, host: str, stats_file: Path | N
         )
     if port is None:
         port = load_command_settings().smtp.port
-    _run_fast(_serve(SmtpSink(host, port, maildir=maildir), stats_file))
+    run_fast(_serve(SmtpSink(host, port, maildir=maildir), stats_file))
 
 
 async def _serve(sink: SmtpSink, stats_file: Path | None) -> None:
@@ -93,13 +91,3 @@ def _write_stats(path: Path, stats: SinkStats) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(stats.as_dict()) + "\n", encoding="utf-8")
     os.replace(temporary, path)
-
-
-def _run_fast(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop, which halves the CPU an SMTP round trip costs; asyncio without it."""
-    try:
-        import uvloop
-    except ImportError:  # not installed on Windows
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)

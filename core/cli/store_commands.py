@@ -21,6 +21,7 @@ from core.cli.app import (
     masked_url,
     out,
     run,
+    run_fast,
     safe_url,
     with_store,
 )
@@ -28,6 +29,7 @@ from core.db import Store
 from core.errors import CadenceError
 from core.ingest import ImportReport, Kind, import_file
 from core.ingest.source import STDIN, Format
+from core.policy import Outcome
 from core.settings import load_settings
 from core.summary import StoreSummary
 
@@ -271,7 +273,7 @@ def demo(directory: Path, customers: int, days: int, seed: int) -> None:
 
     load_command_settings()  # --now applies to the demo too
     settings = load_settings(prepare_demo_directory(directory))
-    result = run(run_demo(settings, customers=customers, days=days, seed=seed))
+    result = run_fast(run_demo(settings, customers=customers, days=days, seed=seed))
     print_summary(result.summary)
     print_stage_overview(result.stages, clock.now())
     largest = sorted(result.segments, key=lambda segment: segment.size, reverse=True)[:8]
@@ -279,9 +281,16 @@ def demo(directory: Path, customers: int, days: int, seed: int) -> None:
         f"{len(result.segments)} segments refreshed; the largest: "
         + ", ".join(f"{segment.name} ({segment.size:,})" for segment in largest)
     )
+    plans = [run.plan for run in result.planned]
     print_plans(
-        [run.plan for run in result.planned],
-        "First planning tick: every cycle campaign's latest slot, through the contact policy",
+        plans, "First planning tick: every cycle campaign's latest slot, through the contact policy"
+    )
+    delivery = result.delivery
+    held = sum(plan.count(Outcome.HELD) for plan in plans)
+    out.print(
+        f"\nDelivered the messages due now: {delivery.stats.sent:,} e-mails sent to a local "
+        f"SMTP sink, {delivery.arrived:,} arrived in {delivery.maildir} (a maildir)"
+        + (f"; {held:,} held by quiet hours wait for the customers' morning." if held else ".")
     )
     out.print(
         f"\nThe demo store is {directory / 'cadence.db'}; explore it with "

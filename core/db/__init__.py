@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from core.db.dialect import Backend
+from core.db.writers import WriterTurns
 from core.errors import ConfigError
 from core.settings import Settings, SqliteSettings
 
@@ -64,6 +66,9 @@ class Store:
         self._read_sessions = async_sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
         )
+        self._writer_turns = (
+            WriterTurns(_sqlite_file(engine)) if engine.dialect.name == "sqlite" else None
+        )
 
     @property
     def backend(self) -> Backend:
@@ -72,8 +77,16 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one writing transaction, committed on success."""
-        async with self._sessions() as session, session.begin():
+        """A session in one writing transaction, committed on success.
+
+        On SQLite, writers first take turns (see :mod:`core.db.writers`) rather than
+        wait in SQLite's busy handler, which sleeps.
+        """
+        if self._writer_turns is None:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._writer_turns.turn(), self._sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager
@@ -90,6 +103,8 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._writer_turns is not None:
+            self._writer_turns.close()
 
 
 class PinnedConnection:
@@ -124,6 +139,14 @@ class PinnedConnection:
             session.begin(),
         ):
             yield session
+
+
+def _sqlite_file(engine: AsyncEngine) -> Path | None:
+    """The database file of a SQLite engine; None for an in-memory database."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
 
 
 def open_store(settings: Settings, **engine_options: Any) -> Store:
