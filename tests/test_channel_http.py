@@ -7,22 +7,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
-import socket
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import format_datetime
-from typing import Any
-from urllib.parse import parse_qsl
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from channels.base import OutgoingMessage, SendOutcome
 from channels.sms import SmsChannel
@@ -32,76 +21,9 @@ from core.errors import ConfigError
 from core.settings import SmsSettings, WebhookSettings
 from tests.channel_helpers import outgoing, send_through, unused_port
 from tests.conftest import NOW
+from tests.http_receiver import Answer, Receiver, receiver
 
-
-@dataclass(frozen=True)
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-    def fields(self) -> dict[str, Any]:
-        if self.headers["content-type"] == "application/json":
-            decoded: dict[str, Any] = json.loads(self.body)
-            return decoded
-        return dict(parse_qsl(self.body.decode()))
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int = 200
-    text: str = "ok"
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-class Receiver:
-    """A local HTTP server standing in for the SMS gateway or the webhook's receiver: it
-    keeps every request and answers as ``answer`` says."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self.answer: Callable[[Received], Answer] = lambda _: Answer()
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self.url = ""
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def _endpoint(self, request: Request) -> Response:
-        received = Received(dict(request.headers), await request.body())
-        self.received.append(received)
-        answer = self.answer(received)
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            await asyncio.sleep(answer.delay)
-        finally:
-            self.in_flight -= 1
-        return Response(answer.text, answer.status, answer.headers)
-
-    async def start(self) -> None:
-        app = Starlette(routes=[Route("/send", self._endpoint, methods=["POST"])])
-        # A socket listening before uvicorn starts: requests wait in its backlog meanwhile.
-        listening = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{listening.getsockname()[1]}/send"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[listening]))
-
-    async def stop(self) -> None:
-        assert self._server is not None and self._task is not None
-        self._server.should_exit = True
-        await self._task
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+__all__ = ["receiver"]
 
 
 def message(outbox_id: int, address: str | None = "+351910000001") -> OutgoingMessage:
