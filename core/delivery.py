@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,9 +35,10 @@ from channels.limits import TokenBucket
 from core import clock
 from core.db import Store
 from core.db.dialect import serialize_writers
+from core.db.direct import DirectConnection
 from core.intel.recommendations import recommendations_for
-from core.links import LinkSigner, link_signer
-from core.message_ids import message_id_domain, message_id_for
+from core.links import link_key
+from core.message_ids import message_id_domain
 from core.models import Campaign, Customer, CustomerScore, CustomerStage
 from core.outbox import (
     ClaimedMessage,
@@ -53,22 +53,16 @@ from core.outbox import (
     renew_leases,
     sent_since,
 )
-from core.policy import Outcome
 from core.policy.channels import blocking_status, channel_rule, channel_status
+from core.rendering import CustomerFacts, MessageRenderer, RendererSetup, RenderJob
 from core.rollups import note_messages_sent
 from core.settings import ChannelLimits, DeliverySettings, Settings
 from core.suppressions import HARD_BOUNCE, suppress_addresses
-from core.templates import TemplateRenderError, Templates, message_context
+from core.templates import Templates
 
 _HOUR = timedelta(hours=1)
 _IN_FLIGHT_BATCHES = 2
 _RECOMMENDATIONS = 10
-_CANCELLED_BECAUSE = {
-    Outcome.NO_ADDRESS: "no address for the channel any more",
-    Outcome.SUPPRESSED: "the address is suppressed (hard bounce, complaint or erasure)",
-    Outcome.UNSUBSCRIBED: "unsubscribed after the run was planned",
-    Outcome.NO_CONSENT: "consent withdrawn after the run was planned",
-}
 _SCORE_FIELDS = (
     "rfm_score",
     "engagement_score",
@@ -122,18 +116,6 @@ def worker_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Facts:
-    """What the templates and the send-time policy check need of one customer."""
-
-    customer: dict[str, Any]
-    address: str | None
-    stage: str | None
-    scores: dict[str, Any]
-    blocked_marketing: int
-    blocked_transactional: int
-
-
 class DeliveryWorker:
     """Sends the outbox's messages over the given channels until stopped (or idle)."""
 
@@ -154,7 +136,7 @@ class DeliveryWorker:
         self.owner = owner or worker_name()
         self.stats = DeliveryStats()
         self._rng = rng or random.Random()
-        self._signer: LinkSigner | None = None
+        self._renderer: MessageRenderer | None = None
         self._recorder = _SentRecorder(store, self.owner)
         self._campaigns: dict[int, str] = {}
         self._buckets = {
@@ -162,7 +144,6 @@ class DeliveryWorker:
             for name in self.channels
             if (limits := self._limits(name)).rate_per_second is not None
         }
-        self._message_id_domain = message_id_domain(settings.channels.email)
 
     def _limits(self, channel: str) -> ChannelLimits:
         limits: ChannelLimits = getattr(self.settings.channels, channel)
@@ -186,12 +167,16 @@ class DeliveryWorker:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            for channel in self.channels.values():
-                await channel.close()
-            await self._recorder.close()
+            await self.close()
             async with self.store.transaction() as session:
                 await release_leases(session, self.owner, clock.now())
         return self.stats
+
+    async def close(self) -> None:
+        """Close the channels and the worker's own connection (:meth:`run` does it too)."""
+        for channel in self.channels.values():
+            await channel.close()
+        await self._recorder.close()
 
     async def _renew_leases(self) -> None:
         """Keep this worker's leases alive three times per lease, so only a dead worker's
@@ -286,91 +271,42 @@ class DeliveryWorker:
         """The batch's messages rendered for ``name``, and those that will not go out (the
         customer said no since planning, or the template failed for them)."""
         now = clock.now()
-        if self._signer is None:
-            async with self.store.transaction() as session:
-                self._signer = await link_signer(session, self.settings, now)
+        renderer = self._renderer or await self._start_rendering(now)
         async with self.store.reading() as session:
             facts = await self._facts(session, name, batch)
             recommendations = await recommendations_for(
                 session, [message.customer_id for message in batch], _RECOMMENDATIONS
             )
             await self._learn_campaigns(session, batch)
+        job = RenderJob(name, batch, facts, recommendations, dict(self._campaigns), now)
         ready: list[OutgoingMessage] = []
         settled: list[Settled] = []
-        for message in batch:
-            prepared = self._prepare(
-                name, message, facts.get(message.customer_id), recommendations, now
-            )
+        for prepared in renderer.render_batch(job):
             if isinstance(prepared, Settled):
                 settled.append(prepared)
             else:
                 ready.append(prepared)
         return ready, settled
 
-    def _prepare(
-        self,
-        channel: str,
-        message: ClaimedMessage,
-        facts: _Facts | None,
-        recommendations: Mapping[int, list[dict[str, Any]]],
-        now: datetime,
-    ) -> OutgoingMessage | Settled:
-        if facts is None:
-            return Settled(message.id, "cancelled", "the customer no longer exists")
-        marketing = message.category == "marketing"
-        blocked = facts.blocked_marketing if marketing else facts.blocked_transactional
-        if blocked:
-            return Settled(message.id, "cancelled", _CANCELLED_BECAUSE[Outcome(blocked)])
-        signer = self._signer
-        assert signer is not None  # set by prepare()
-        campaign = self._campaigns.get(message.campaign_id, "")
-        unsubscribe = (
-            signer.unsubscribe_url(message.id, message.customer_id, channel, now)
-            if marketing and channel_rule(channel).suppression_channel is not None
-            else None
+    async def _start_rendering(self, now: datetime) -> MessageRenderer:
+        async with self.store.transaction() as session:
+            key = await link_key(session, self.settings, now)
+        settings = self.settings
+        setup = RendererSetup(
+            templates=self.templates,
+            link_key=key,
+            public_url=settings.api.public_url,
+            link_ttl=timedelta(days=settings.api.link_ttl_days),
+            brand=settings.templates.brand,
+            message_id_domain=message_id_domain(settings.channels.email),
+            unsubscribe_mailto=settings.channels.email.unsubscribe_mailto,
         )
-
-        def link(url: str) -> str:
-            return signer.click_url(message.id, message.customer_id, str(url), now)
-
-        context = message_context(
-            customer=facts.customer,
-            stage=facts.stage,
-            scores=facts.scores,
-            campaign=campaign,
-            variant=message.variant,
-            brand=self.settings.templates.brand,
-            unsubscribe_url=unsubscribe,
-            open_url=signer.open_url(message.id, message.customer_id, now),
-            link=link,
-            recommendations=recommendations.get(message.customer_id, []),
-        )
-        try:
-            rendered = self.templates.render(message.variant, channel, context)
-        except TemplateRenderError as error:
-            return Settled(message.id, "failed", str(error))
-        return OutgoingMessage(
-            outbox_id=message.id,
-            message_id=message_id_for(message.id, self._message_id_domain),
-            customer_id=message.customer_id,
-            customer_ref=facts.customer["id"],
-            address=facts.address,
-            name=facts.customer["name"],
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            campaign=campaign,
-            variant=message.variant,
-            category="marketing" if marketing else "transactional",
-            unsubscribe_url=unsubscribe,
-            unsubscribe_mailto=self.settings.channels.email.unsubscribe_mailto
-            if unsubscribe
-            else None,
-        )
+        self._renderer = MessageRenderer(setup)
+        return self._renderer
 
     async def _facts(
         self, session: AsyncSession, channel: str, batch: Sequence[ClaimedMessage]
-    ) -> dict[int, _Facts]:
+    ) -> dict[int, CustomerFacts]:
         customers = Customer.__table__.c
         scores = CustomerScore.__table__.c
         status = channel_status(channel)
@@ -399,7 +335,7 @@ class DeliveryWorker:
             .outerjoin(CustomerScore.__table__, scores.customer_id == customers.id)
             .where(customers.id.in_({message.customer_id for message in batch}))
         )
-        facts: dict[int, _Facts] = {}
+        facts: dict[int, CustomerFacts] = {}
         for row in (await session.execute(query)).all():
             (
                 row_id,
@@ -427,7 +363,7 @@ class DeliveryWorker:
                 "registered_at": registered_at.isoformat() if registered_at else None,
                 "attributes": dict(attributes or {}),
             }
-            facts[row_id] = _Facts(
+            facts[row_id] = CustomerFacts(
                 customer=customer,
                 address={"email": email, "file": email, "sms": phone}.get(channel)
                 if address is not None
@@ -523,8 +459,8 @@ class _SentRecorder:
     """
 
     def __init__(self, store: Store, owner: str) -> None:
-        self.store = store
         self.owner = owner
+        self._connection = DirectConnection(store)
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -543,6 +479,7 @@ class _SentRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._connection.close()
 
     async def _commit_forever(self) -> None:
         while True:
@@ -550,10 +487,8 @@ class _SentRecorder:
             self._wakeup.clear()
             waiting, self._waiting = self._waiting, []
             try:
-                now = clock.now()
-                async with self.store.transaction() as session:
-                    ids = [outbox_id for outbox_id, _ in waiting]
-                    await record_sent(session, self.owner, ids, now)
+                ids = [outbox_id for outbox_id, _ in waiting]
+                await record_sent(self._connection, self.owner, ids, clock.now())
             except Exception as error:  # every waiting connection learns of it
                 for _, done in waiting:
                     done.set_exception(error)

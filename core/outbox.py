@@ -15,14 +15,17 @@ only writer while it runs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db.direct import DirectConnection
+from core.db.types import epoch_micros
 from core.models import Campaign, OutboxMessage
 
 _OUTBOX = cast(Table, OutboxMessage.__table__)
@@ -139,14 +142,32 @@ async def _claim(
 
 
 async def record_sent(
-    session: AsyncSession, owner: str, outbox_ids: Sequence[int], now: datetime
-) -> list[int]:
-    """Mark ``outbox_ids`` sent; returns the ids this owner still held (the others were
-    taken over after the lease ran out and are not touched)."""
+    connection: DirectConnection, owner: str, outbox_ids: Sequence[int], now: datetime
+) -> int:
+    """Mark ``outbox_ids`` sent in a transaction of their own; returns how many this owner
+    still held (the others were taken over after the lease ran out and are not touched).
+
+    Delivery calls this for every few messages, so it goes through the driver directly
+    (see :mod:`core.db.direct`).
+    """
     if not outbox_ids:
-        return []
-    parameters = {"ids": list(outbox_ids), "owner": owner, "now": now}
-    return list((await session.execute(_RECORD_SENT, parameters)).scalars())
+        return 0
+    moment = now.astimezone(UTC).replace(tzinfo=None)
+    if connection.backend == "postgresql":
+        return await connection.write(_RECORD_SENT_POSTGRESQL, (moment, list(outbox_ids), owner))
+    parameters = (epoch_micros(moment), json.dumps(list(outbox_ids)), owner)
+    return await connection.write(_RECORD_SENT_SQLITE, parameters)
+
+
+_SENT = "state = 'sent', next_attempt_at = NULL, lease_owner = NULL, error = NULL"
+_RECORD_SENT_SQLITE = (
+    f"UPDATE outbox SET {_SENT}, sent_at = ? "  # noqa: S608 (constants only)
+    "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'sending' AND lease_owner = ?"
+)
+_RECORD_SENT_POSTGRESQL = (
+    f"UPDATE outbox SET {_SENT}, sent_at = $1 "  # noqa: S608 (constants only)
+    "WHERE id = ANY($2::bigint[]) AND state = 'sending' AND lease_owner = $3"
+)
 
 
 async def record_retries(session: AsyncSession, owner: str, retries: Iterable[Retry]) -> None:
@@ -182,22 +203,6 @@ async def record_settled(session: AsyncSession, owner: str, settled: Iterable[Se
             ),
             rows,
         )
-
-
-# Built once: delivery records sends many times a second, and building the statement
-# costs more than running it.
-_RECORD_SENT = (
-    update(_OUTBOX)
-    .where(
-        _OUTBOX.c.id.in_(bindparam("ids", expanding=True)),
-        _OUTBOX.c.state == "sending",
-        _OUTBOX.c.lease_owner == bindparam("owner"),
-    )
-    .values(
-        state="sent", sent_at=bindparam("now"), next_attempt_at=None, lease_owner=None, error=None
-    )
-    .returning(_OUTBOX.c.id)
-)
 
 
 def _held_by(owner: str) -> tuple[Any, ...]:

@@ -243,6 +243,7 @@ async def test_the_hourly_limit_holds_in_every_window_and_everyone_is_served(
             if batch:
                 await worker.deliver("email", batch)
         at += timedelta(minutes=7)
+    await worker.close()
     async with store.reading() as session:
         sent_at = list((await session.execute(select(OutboxMessage.sent_at))).scalars())
     times = sorted(t for t in sent_at if t is not None)

@@ -82,12 +82,17 @@ class Store:
         On SQLite, writers first take turns (see :mod:`core.db.writers`) rather than
         wait in SQLite's busy handler, which sleeps.
         """
-        if self._writer_turns is None:
-            async with self._sessions() as session, session.begin():
-                yield session
-            return
-        async with self._writer_turns.turn(), self._sessions() as session, session.begin():
+        async with self.writer_turn(), self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def writer_turn(self) -> AsyncIterator[None]:
+        """This process's turn to write (SQLite; PostgreSQL needs no turns)."""
+        if self._writer_turns is None:
+            yield
+            return
+        async with self._writer_turns.turn():
+            yield
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
