@@ -24,7 +24,7 @@ import aiosmtplib
 from channels.base import OutgoingMessage, Report, SendOutcome
 from channels.mime import BuiltMessage, InvalidAddress, MessageBuilder
 from channels.outcomes import Outcomes, error_text
-from channels.smtp_replies import reply_outcome
+from channels.smtp_replies import Stage, reply_outcome
 from core.errors import ConfigError
 from core.settings import EmailSettings, SmtpSettings
 
@@ -54,23 +54,43 @@ class _Connection:
             return
         try:
             await self.client.connect()
+            # transmit() speaks the envelope itself, so greet here as sendmail() would.
+            if self.client.is_ehlo_or_helo_needed:
+                try:
+                    await self.client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await self.client.helo()
         except (aiosmtplib.SMTPException, OSError) as exc:
             self.client.close()
             raise _Unreachable(error_text(exc)) from exc
 
-    async def transmit(self, sender: str, message: BuiltMessage, outbox_id: int) -> SendOutcome:
-        """Send one message; the server's answer as an outcome, :class:`_Lost` if none came."""
+    async def transmit(self, sender: bytes, message: BuiltMessage, outbox_id: int) -> SendOutcome:
+        """Send one message; the server's answer as an outcome, :class:`_Lost` if none came.
+
+        ``sender`` is the ``FROM:<address>`` argument of MAIL. The envelope is
+        written with ``execute_command`` rather than ``sendmail``, which would
+        parse and quote both addresses and measure the message once more for
+        every send (a fifth of the channel's time per message): the builder has
+        made the addresses plain ASCII ``local@domain`` and the bytes CRLF lines.
+        """
+        client = self.client
+        status = aiosmtplib.SMTPStatus
         try:
-            await self.client.sendmail(sender, [message.recipient], message.data)
-        except aiosmtplib.SMTPRecipientsRefused as refused:
-            reply = refused.recipients[0]
-            return reply_outcome(outbox_id, reply.code, reply.message, "rcpt")
-        except aiosmtplib.SMTPSenderRefused as exc:
-            return reply_outcome(outbox_id, exc.code, exc.message, "mail")
-        except aiosmtplib.SMTPDataError as exc:
-            return reply_outcome(outbox_id, exc.code, exc.message, "data")
-        except aiosmtplib.SMTPResponseException as exc:
-            return reply_outcome(outbox_id, exc.code, exc.message, "mail")
+            mail = [b"MAIL", sender]
+            if client.supports_extension("size"):
+                mail.append(b"SIZE=%d" % len(message.data))
+            reply = await client.execute_command(*mail)
+            if reply.code != status.completed:
+                return await self._refused(outbox_id, reply, "mail")
+            reply = await client.execute_command(b"RCPT", message.envelope_recipient)
+            if reply.code not in (status.completed, status.will_forward):
+                return await self._refused(outbox_id, reply, "rcpt")
+            reply = await client.execute_command(b"DATA")
+            if reply.code != status.start_input:
+                return await self._refused(outbox_id, reply, "data")
+            reply = await self._transfer(message)
+            if reply.code != status.completed:
+                return await self._refused(outbox_id, reply, "data")
         except (aiosmtplib.SMTPTimeoutError, TimeoutError) as exc:
             self.client.close()
             raise _Lost(error_text(exc), timed_out=True) from exc
@@ -78,6 +98,30 @@ class _Connection:
             self.client.close()
             raise _Lost(error_text(exc), timed_out=False) from exc
         return SendOutcome.sent(outbox_id)
+
+    async def _transfer(self, message: BuiltMessage) -> aiosmtplib.SMTPResponse:
+        """The message after a 354 and the server's verdict on it.
+
+        ``SMTP.data`` would rewrite every line ending and search every line for a
+        leading period with regular expressions (a sixth of the channel's time per
+        message); the builder's bytes need neither, only the period doubling of
+        :meth:`BuiltMessage.transmission`. One transaction at a time runs on a
+        connection, so writing on its protocol cannot interleave with a command.
+        """
+        protocol = self.client.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("the connection closed during DATA")
+        protocol.write(message.transmission())
+        return await protocol.read_response(timeout=self.client.timeout)
+
+    async def _refused(
+        self, outbox_id: int, reply: aiosmtplib.SMTPResponse, stage: Stage
+    ) -> SendOutcome:
+        """The outcome of a refusal at ``stage``, after an RSET so the connection's next
+        message starts a clean envelope (a connection the server closed is reopened)."""
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await self.client.rset()
+        return reply_outcome(outbox_id, reply.code, reply.message, stage)
 
     async def close(self) -> None:
         if not self.client.is_connected:
@@ -162,7 +206,7 @@ class EmailChannel:
         resent: set[int],
     ) -> None:
         """Send ``pending`` messages over ``connection`` until none is left or it fails."""
-        sender = self.builder.sender
+        sender = b"FROM:<%s>" % self.builder.sender.encode("ascii")
         while pending:
             message, built = pending.popleft()
             try:

@@ -65,6 +65,18 @@ class BuiltMessage:
     data: bytes
     """CRLF line endings, ASCII only."""
 
+    @property
+    def envelope_recipient(self) -> bytes:
+        """The argument of RCPT: ``TO:<recipient>`` (plain ASCII, see :func:`mail_address`)."""
+        return b"TO:<%s>" % self.recipient.encode("ascii")
+
+    def transmission(self) -> bytes:
+        """What follows DATA on the wire: lines that start with a period get one more
+        (RFC 5321 4.5.2), then the line holding a lone period ends the message. The
+        first line is a header, so only periods after a CRLF need the extra one."""
+        data = self.data if self.data.endswith(b"\r\n") else self.data + b"\r\n"
+        return data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
 
 def mail_address(text: str | None) -> str | None:
     """``text`` as one plain address (an international domain in its ASCII form), or None

@@ -77,7 +77,7 @@ async def benchmark_import(
         work = Path(folder)
         customers_csv, events_csv = write_bench_files(work, events=events, customers=customers)
         url = database_url or f"sqlite+aiosqlite:///{work / 'bench.db'}"
-        store = Store(create_engine(url, settings.sqlite))
+        store = Store(create_engine(url, settings.sqlite), settings.sqlite)
         try:
             await upgrade(store)
             await import_file(store, settings, "customers", str(customers_csv))

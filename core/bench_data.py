@@ -89,7 +89,7 @@ async def refresh_everything(store: Store, program: Program, now: datetime) -> t
 
 def open_store(settings: Settings, path: Path) -> Store:
     """A store on the SQLite file ``path``, with the settings' SQLite tuning."""
-    return Store(create_engine(f"sqlite+aiosqlite:///{path}", settings.sqlite))
+    return Store(create_engine(f"sqlite+aiosqlite:///{path}", settings.sqlite), settings.sqlite)
 
 
 @asynccontextmanager

@@ -38,6 +38,9 @@ class SqliteSettings(_Section):
 
     busy_timeout_ms: int = Field(30_000, ge=0)
     cache_size_mib: int = Field(64, ge=1)
+    mmap_size_mib: int = Field(256, ge=0)
+    """Reads come straight from the OS page cache: a page another process changed costs
+    nothing to re-read, where the private page cache would be thrown away (0: off)."""
 
 
 class ImportSettings(_Section):

@@ -92,6 +92,27 @@ async def test_the_bytes_sent_are_the_bytes_built(
     )
 
 
+@pytest.mark.parametrize(
+    "text",
+    [".starts with a period\n.\n..two\nend.\n", "no line break at the end", "last\n."],
+)
+async def test_lines_with_leading_periods_and_unterminated_texts_arrive_unchanged(
+    smtp_sink: SmtpSink, frozen_clock: clock.FixedClock, text: str
+) -> None:
+    # The channel does the DATA period doubling itself (a lone "." would end the message).
+    message = outgoing(1, text=text, html=None)
+
+    [outcome] = await send(smtp_sink, [message])
+
+    assert outcome == SendOutcome.sent(1)
+    built = build_message(message, EmailSettings())
+    terminated = built if built.endswith(b"\r\n") else built + b"\r\n"
+    assert smtp_sink.messages[0].data == terminated
+    assert texts(parsed(smtp_sink.messages[0].data))["text/plain"].rstrip("\n") == text.rstrip(
+        "\n"
+    )
+
+
 async def test_non_ascii_headers_are_encoded_and_read_back(smtp_sink: SmtpSink) -> None:
     subject = "Olá Zoë — 20 % de desconto ☀ " * 12
     name = "Zoë Łukasiewicz-Gonçalves"

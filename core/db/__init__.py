@@ -9,6 +9,7 @@ begin deferred, so the console never holds the write lock.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,8 +61,10 @@ def normalise_url(database_url: str) -> URL:
 class Store:
     """The database: an async engine plus writing and reading sessions."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sqlite: SqliteSettings | None = None) -> None:
         self.engine = engine
+        self.sqlite_tuning = sqlite or SqliteSettings()
+        """The tuning ``engine`` was created with (SQLite only)."""
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
@@ -105,6 +108,26 @@ class Store:
         """One connection for a series of transactions that share temporary tables."""
         async with self.engine.connect() as connection:
             yield PinnedConnection(connection)
+
+    def connect_sqlite(self) -> sqlite3.Connection:
+        """A plain ``sqlite3`` connection to this SQLite store, tuned as the engine's are,
+        in autocommit mode (the caller says BEGIN), usable from one thread at a time."""
+        database = _sqlite_file(self.engine)
+        if database is None:
+            raise ConfigError(
+                "delivery needs a SQLite database in a file; set database_url to "
+                "sqlite+aiosqlite:///cadence.db (or another file)"
+            )
+        tuning = self.sqlite_tuning
+        connection = sqlite3.connect(
+            database,
+            timeout=tuning.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        for pragma in sqlite_pragmas(tuning):
+            connection.execute(f"PRAGMA {pragma}")
+        return connection
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -156,7 +179,8 @@ def _sqlite_file(engine: AsyncEngine) -> Path | None:
 
 def open_store(settings: Settings, **engine_options: Any) -> Store:
     """Create the :class:`Store` that ``settings.database_url`` points at."""
-    return Store(create_engine(settings.database_url, settings.sqlite, **engine_options))
+    engine = create_engine(settings.database_url, settings.sqlite, **engine_options)
+    return Store(engine, settings.sqlite)
 
 
 def create_engine(
@@ -173,20 +197,26 @@ def create_engine(
     return engine
 
 
+def sqlite_pragmas(tuning: SqliteSettings) -> tuple[str, ...]:
+    """The PRAGMAs every connection to a SQLite store starts with."""
+    return (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "foreign_keys=ON",
+        f"busy_timeout={tuning.busy_timeout_ms}",
+        f"cache_size=-{tuning.cache_size_mib * 1024}",
+        "temp_store=MEMORY",
+        f"mmap_size={tuning.mmap_size_mib * 1024 * 1024}",
+    )
+
+
 def _configure_sqlite(engine: AsyncEngine, tuning: SqliteSettings) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the sqlite3 module so "begin" below decides.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "foreign_keys=ON",
-            f"busy_timeout={tuning.busy_timeout_ms}",
-            f"cache_size=-{tuning.cache_size_mib * 1024}",
-            "temp_store=MEMORY",
-        ):
+        for pragma in sqlite_pragmas(tuning):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
