@@ -500,3 +500,35 @@ class SigningKey(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     secret: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
+
+
+class JobRun(Base):
+    """One execution of a scheduler job: when, on which node, how it ended and its counts."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job: Mapped[str] = mapped_column(String(128))
+    node: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    """``running``, ``ok`` or ``failed``."""
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_job_runs_job_started_at", "job", "started_at"),)
+
+
+class SchedulerNode(Base):
+    """A running ``cadence run`` process: its role, its heartbeat and the leader's jobs."""
+
+    __tablename__ = "scheduler_nodes"
+
+    node: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    """``leader`` (runs the schedule) or ``follower`` (delivers and serves the API)."""
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    jobs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """On the leader: each scheduled job with its next fire time (ISO), for the console."""
