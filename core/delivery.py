@@ -39,6 +39,7 @@ from core.db.direct import DirectConnection
 from core.intel.recommendations import recommendations_for
 from core.links import link_key
 from core.message_ids import message_id_domain
+from core.metrics import SENDS
 from core.models import Campaign, Customer, CustomerScore, CustomerStage
 from core.outbox import (
     ClaimedMessage,
@@ -443,11 +444,17 @@ class DeliveryWorker:
         stats.sent += sent
         stats.by_channel[channel] = stats.by_channel.get(channel, 0) + sent
         stats.retried += len(retries)
-        for item in settled:
-            if item.state == "cancelled":
-                stats.cancelled += 1
-            else:
-                stats.failed += 1
+        cancelled = sum(item.state == "cancelled" for item in settled)
+        stats.cancelled += cancelled
+        stats.failed += len(settled) - cancelled
+        for outcome, count in (
+            ("sent", sent),
+            ("retry", len(retries)),
+            ("cancelled", cancelled),
+            ("failed", len(settled) - cancelled),
+        ):
+            if count:
+                SENDS.labels(channel=channel, outcome=outcome).inc(count)
 
 
 class _SentRecorder:

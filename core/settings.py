@@ -161,6 +161,27 @@ class DeliverySettings(_Section):
     """How long a worker with nothing to send waits before looking again."""
 
 
+class SchedulerSettings(_Section):
+    """What ``cadence run`` schedules, how often, and how its nodes find their leader."""
+
+    refresh_minutes: float = Field(15.0, gt=0)
+    """Lifecycle stages and segments are refreshed this often."""
+    intel_schedule: str = "0 3 * * *"
+    """Cron (in ``time_zone``) of the nightly scores, CLV and recommendations refresh."""
+    tick_seconds: float = Field(1.0, gt=0, le=2)
+    """How often the leader looks for work requested in the store (a launch, run now,
+    pause, resume, a new program version): within two seconds, whoever wrote it."""
+    heartbeat_seconds: float = Field(5.0, gt=0)
+    leader_check_seconds: float = Field(3.0, gt=0)
+    """How often a follower tries to become the leader (PostgreSQL)."""
+    missed_cycles: Literal["run_once", "skip"] = "run_once"
+    """After downtime, a cycle campaign's missed slots run once (the latest), or, with
+    ``skip``, not at all when the latest is older than ``missed_cycle_grace_minutes``."""
+    missed_cycle_grace_minutes: float = Field(60.0, ge=0)
+    keep_job_runs_days: int = Field(30, ge=1)
+    """Clean-up deletes job runs older than this."""
+
+
 class TemplateSettings(_Section):
     """What templates may use and how much they may cost."""
 
@@ -179,15 +200,17 @@ class PolicySettings(_Section):
     max_per_week: int = Field(3, ge=0)
     """Marketing messages a customer may get in any 7 days."""
     quiet_hours: str | None = "21:00-08:00"
-    """Local time window when marketing waits (``HH:MM-HH:MM``); none: no quiet hours."""
+    """Local time window when marketing waits (``HH:MM-HH:MM``); ``"off"``: none."""
     launch_confirm_above: int = Field(50_000, ge=0)
     """A launch aimed at more customers than this needs ``--yes``."""
 
     @field_validator("quiet_hours")
     @classmethod
     def _quiet_hours_parse(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_quiet_hours(value)
+        # TOML has no null: "off" is how a settings file says there are none.
+        if value is None or value.strip().lower() == "off":
+            return None
+        parse_quiet_hours(value)
         return value
 
     @property
@@ -232,6 +255,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     channels: ChannelSettings = ChannelSettings()
     delivery: DeliverySettings = DeliverySettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     templates: TemplateSettings = TemplateSettings()
     settings_file: Path = Field(DEFAULT_SETTINGS_FILE, exclude=True)
 

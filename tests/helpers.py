@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -91,3 +96,31 @@ async def update_rollup(store: Store, customer_id: int, **values: Any) -> None:
         await session.execute(
             update(CustomerRollup).where(CustomerRollup.customer_id == customer_id).values(**values)
         )
+
+
+CADENCE = Path(sys.executable).with_name("cadence")
+"""The console script installed next to this Python, as ``pip install`` puts it."""
+if not CADENCE.exists():  # pragma: no cover - an unusual install; use the one on PATH
+    CADENCE = Path(shutil.which("cadence") or CADENCE)
+
+
+async def run_cadence(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cadence --config CONFIG ARGS`` without blocking the event loop the sink runs
+    in, with no ``CADENCE_*`` variable but those in ``env``."""
+    environment = {k: v for k, v in os.environ.items() if not k.upper().startswith("CADENCE_")}
+    environment.update(NO_COLOR="1", TERM="dumb", **(env or {}))
+    process = await asyncio.create_subprocess_exec(
+        str(CADENCE),
+        "--config",
+        str(config),
+        *args,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(args, process.returncode, stdout.decode(), stderr.decode())

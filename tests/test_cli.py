@@ -11,7 +11,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,8 @@ import click
 import pytest
 
 from config import DEFAULT_CONFIG_DIR
+from tests.helpers import CADENCE
 
-CADENCE = Path(sys.executable).with_name("cadence")
-"""The console script installed next to this Python, as ``pip install`` puts it."""
-if not CADENCE.exists():  # pragma: no cover - an unusual install; use the one on PATH
-    CADENCE = Path(shutil.which("cadence") or CADENCE)
 NOW = "2026-11-23T12:00:00+00:00"
 
 

@@ -8,8 +8,6 @@ serve and a store at an old schema stop it with one clear line.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -23,32 +21,11 @@ from core.models import OutboxMessage
 from core.settings import Settings
 from core.sink import SmtpSink
 from tests.conftest import NOW
+from tests.helpers import run_cadence
 from tests.outbox_world import queue_messages
 from tests.planner_world import Person, add_campaign, add_people, campaign_spec
-from tests.test_cli import CADENCE, assert_one_line_error
+from tests.test_cli import assert_one_line_error
 from tests.test_delivery_reliability import CONNECTIONS, _settings_file
-
-
-async def _cadence(
-    config: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``cadence --config CONFIG ARGS`` without blocking the event loop the sink runs
-    in, with no ``CADENCE_*`` variable but those in ``env``."""
-    environment = {k: v for k, v in os.environ.items() if not k.upper().startswith("CADENCE_")}
-    environment.update(NO_COLOR="1", TERM="dumb", **(env or {}))
-    process = await asyncio.create_subprocess_exec(
-        str(CADENCE),
-        "--config",
-        str(config),
-        *args,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return subprocess.CompletedProcess(args, process.returncode, stdout.decode(), stderr.decode())
 
 
 async def _deliver_into_a_sink(
@@ -58,7 +35,7 @@ async def _deliver_into_a_sink(
     with a settings file that points at ``settings``' database and a sink started for them."""
     async with SmtpSink() as sink:
         config = _settings_file(tmp_path, settings, sink)
-        results = [await _cadence(config, "deliver", *options, env=env) for options in runs]
+        results = [await run_cadence(config, "deliver", *options, env=env) for options in runs]
     return sink, results
 
 
@@ -145,7 +122,7 @@ async def test_a_store_at_an_old_schema_is_one_clear_error(tmp_path: Path) -> No
     finally:
         await old.close()
     async with SmtpSink() as sink:
-        result = await _cadence(
+        result = await run_cadence(
             _settings_file(tmp_path, behind, sink), "deliver", "--until-idle", "--no-api"
         )
 

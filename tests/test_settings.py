@@ -340,3 +340,14 @@ def test_config_show_reports_a_bad_file_in_one_clear_message(tmp_path: Path) -> 
     assert result.stderr.startswith("error:")
     assert str(path.resolve()) in result.stderr
     assert "line 2, key `smtp.prot`: unknown key; did you mean `port`?" in result.stderr
+
+
+@pytest.mark.parametrize(("written", "window"), [('"off"', None), ('"22:00-07:30"', "22:00-07:30")])
+def test_quiet_hours_are_a_window_or_off(tmp_path: Path, written: str, window: str | None) -> None:
+    path = tmp_path / "cadence.toml"
+    path.write_text(f"[policy]\nquiet_hours = {written}\n", encoding="utf-8")
+
+    policy = load_settings(path).policy
+
+    assert policy.quiet_hours == window
+    assert (policy.quiet is None) == (window is None)

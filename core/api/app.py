@@ -14,13 +14,14 @@ from core.api.bounce_webhook import BounceWebhookRoutes
 from core.api.context import ApiContext
 from core.api.health import HealthRoutes
 from core.api.in_app import InAppRoutes
+from core.api.metrics import MetricsRoutes
 from core.api.pages import html_response, page
 from core.api.tracking import TrackingRoutes
 from core.api.unsubscribe import UnsubscribeRoutes
 from core.db import Store
 from core.settings import Settings
 
-_MACHINE_PATHS = ("/v1/", "/healthz")
+_MACHINE_PATHS = ("/v1/", "/healthz", "/metrics")
 """Paths that programs call: their errors are JSON; people's links get an HTML page."""
 _PAGE_TITLES = {
     400: "This link does not work",
@@ -31,7 +32,8 @@ _PAGE_TITLES = {
 
 
 def create_app(store: Store, settings: Settings) -> Starlette:
-    """The HTTP API over ``store``: unsubscribe, tracking, bounces, in-app messages, health."""
+    """The HTTP API over ``store``: unsubscribe, tracking, bounces, in-app messages, health,
+    metrics."""
     context = ApiContext(store, settings)
     routes = [
         *HealthRoutes(context).routes,
@@ -39,6 +41,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         *TrackingRoutes(context).routes,
         *BounceWebhookRoutes(context).routes,
         *InAppRoutes(context).routes,
+        *MetricsRoutes(context).routes,
     ]
     return Starlette(
         routes=routes,

@@ -74,6 +74,11 @@ class Store:
         )
 
     @property
+    def database_file(self) -> Path | None:
+        """The SQLite database's file; None on PostgreSQL and for an in-memory database."""
+        return _sqlite_file(self.engine) if self.backend == "sqlite" else None
+
+    @property
     def backend(self) -> Backend:
         name = self.engine.dialect.name
         return "postgresql" if name == "postgresql" else "sqlite"
@@ -112,7 +117,7 @@ class Store:
     def connect_sqlite(self) -> sqlite3.Connection:
         """A plain ``sqlite3`` connection to this SQLite store, tuned as the engine's are,
         in autocommit mode (the caller says BEGIN), usable from one thread at a time."""
-        database = _sqlite_file(self.engine)
+        database = self.database_file
         if database is None:
             raise ConfigError(
                 "delivery needs a SQLite database in a file; set database_url to "

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import func, select
@@ -53,7 +52,7 @@ async def plan_due_runs(
     pending run whose time has come, planned together in one transaction."""
     async with store.transaction() as session:
         await serialize_writers(session, "planner")
-        await _schedule_cycle_runs(session, settings.zone, now)
+        await _schedule_cycle_runs(session, settings, now)
         due = await _pending_runs(session, now)
         return await _plan(session, due, program, settings, now)
 
@@ -100,9 +99,17 @@ async def request_run(
     return run_id
 
 
-async def _schedule_cycle_runs(session: AsyncSession, zone: ZoneInfo, now: datetime) -> None:
+async def _schedule_cycle_runs(session: AsyncSession, settings: Settings, now: datetime) -> None:
     """A pending run for the latest cron slot of each active cycle campaign that has not
-    had that slot yet (missed slots coalesce into the latest)."""
+    had that slot yet (missed slots coalesce into the latest); with the ``skip`` policy
+    for missed cycles, none for a slot older than the grace period."""
+    zone = settings.zone
+    scheduler = settings.scheduler
+    oldest = (
+        now - timedelta(minutes=scheduler.missed_cycle_grace_minutes)
+        if scheduler.missed_cycles == "skip"
+        else None
+    )
     last_slot = (
         select(CampaignRun.campaign_id, func.max(CampaignRun.due_at).label("due_at"))
         .where(CampaignRun.occasion == "schedule")
@@ -121,7 +128,7 @@ async def _schedule_cycle_runs(session: AsyncSession, zone: ZoneInfo, now: datet
         after = max(campaign.schedule_from, last_due or campaign.schedule_from)
         trigger = schedule_trigger(schedule, zone, campaign.schedule_from)
         slot = latest_slot(trigger, after, now)
-        if slot is not None:
+        if slot is not None and (oldest is None or slot >= oldest):
             key = f"schedule:{slot.astimezone(UTC).isoformat(timespec='minutes')}"
             await request_run(session, campaign, key, "schedule", slot)
 

@@ -1,0 +1,1 @@
+"""The built-in scheduler: the leader's jobs, their records, and who leads."""

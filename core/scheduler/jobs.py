@@ -1,0 +1,127 @@
+"""The leader's jobs: what each one does, and when it fires.
+
+Fixed jobs: the request tick (launches, "run now", due runs: every
+``scheduler.tick_seconds``), the stage and segment refresh, the nightly
+intelligence refresh and the clean-up. Then one cron job per active cycle
+campaign, from the campaigns in the store. Every planning job calls the same
+:func:`core.planner.runs.plan_due_runs`, which plans everything due at once:
+cycles whose slots coincide are arbitrated by priority in one tick whichever
+job fires first, and missed slots coalesce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select
+
+from core import clock
+from core.db import Store
+from core.intel.refresh import refresh_intel
+from core.lifecycle import refresh_stages
+from core.models import Campaign
+from core.planner.runs import plan_due_runs
+from core.policy import Outcome
+from core.program import Program
+from core.program.schedules import schedule_trigger
+from core.scheduler.records import Counts, forget_job_runs
+from core.segments import refresh_segments
+from core.settings import Settings
+
+REQUESTS_JOB = "requests"
+CYCLE_PREFIX = "cycle:"
+_CLEANUP_SCHEDULE = "30 4 * * *"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scheduled job: its name (the APScheduler job id), trigger and work."""
+
+    name: str
+    trigger: BaseTrigger
+    work: Callable[[], Awaitable[Counts | None]]
+    """Returns what it did, or None when it found nothing to do (then nothing is recorded)."""
+
+
+class JobCatalogue:
+    """The jobs of one program over one store."""
+
+    def __init__(self, store: Store, settings: Settings, program: Program) -> None:
+        self.store = store
+        self.settings = settings
+        self.program = program
+
+    async def jobs(self) -> list[Job]:
+        """The fixed jobs, then one per active cycle campaign with a schedule."""
+        scheduler = self.settings.scheduler
+        zone = self.settings.zone
+        jobs = [
+            Job(REQUESTS_JOB, IntervalTrigger(seconds=scheduler.tick_seconds), self.plan),
+            Job(
+                "refresh",
+                IntervalTrigger(minutes=scheduler.refresh_minutes, timezone=zone),
+                self.refresh,
+            ),
+            Job("intel", CronTrigger.from_crontab(scheduler.intel_schedule, zone), self.intel),
+            Job("cleanup", CronTrigger.from_crontab(_CLEANUP_SCHEDULE, zone), self.cleanup),
+        ]
+        async with self.store.reading() as session:
+            cycles = await session.execute(
+                select(Campaign.name, Campaign.definition, Campaign.schedule_from)
+                .where(Campaign.kind == "cycle", Campaign.status == "active")
+                .order_by(Campaign.name)
+            )
+            for name, definition, schedule_from in cycles.all():
+                schedule = definition.get("schedule")
+                if schedule:
+                    trigger = schedule_trigger(schedule, zone, schedule_from)
+                    jobs.append(Job(f"{CYCLE_PREFIX}{name}", trigger, self.plan))
+        return jobs
+
+    async def plan(self) -> Counts | None:
+        """Plan every run that is due (cycle slots, launches, "run now")."""
+        planned = await plan_due_runs(self.store, self.program, self.settings, clock.now())
+        if not planned:
+            return None
+        plans = [run.plan for run in planned]
+        return {
+            "runs": len(plans),
+            "targeted": sum(plan.targeted for plan in plans),
+            "queued": sum(plan.count(Outcome.QUEUED) for plan in plans),
+            "held": sum(plan.count(Outcome.HELD) for plan in plans),
+            "control": sum(plan.count(Outcome.CONTROL) for plan in plans),
+            "excluded": sum(plan.excluded for plan in plans),
+        }
+
+    async def refresh(self) -> Counts:
+        """Lifecycle stages, then every segment."""
+        now = clock.now()
+        async with self.store.transaction() as session:
+            stages = await refresh_stages(session, self.program, now)
+        segments = await refresh_segments(self.store, self.program, now)
+        return {
+            "customers": stages.customers,
+            "moved": stages.moved,
+            "segments": len(segments),
+            "entered": sum(segment.entered for segment in segments),
+            "left": sum(segment.left for segment in segments),
+        }
+
+    async def intel(self) -> Counts:
+        """Scores, CLV and co-purchase recommendations."""
+        result = await refresh_intel(self.store, self.program, clock.now())
+        return {
+            "customers": result.customers,
+            "recommendation_pairs": result.recommendations.pairs,
+            "clv_fitted": int(result.fit is not None),
+        }
+
+    async def cleanup(self) -> Counts:
+        """Old job runs go."""
+        keep = timedelta(days=self.settings.scheduler.keep_job_runs_days)
+        return {"job_runs_deleted": await forget_job_runs(self.store, clock.now() - keep)}

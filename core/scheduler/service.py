@@ -1,0 +1,131 @@
+"""The leader's schedule on APScheduler 3: jobs rebuilt from the store, each run recorded.
+
+The job store is APScheduler's in-memory one: the database stays the source
+of truth, and the jobs are rebuilt from it at start and whenever the
+program or the cycle campaigns change (a new program version, a pause, a
+resume, a launch), which the request tick notices within two seconds.
+APScheduler coalesces a job's missed fire times into one and never runs
+two executions of a job at once; every execution is a ``job_runs`` row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import func, select
+
+from core.db import Store
+from core.metrics import JOB_RUNS
+from core.models import Campaign, ProgramVersion
+from core.program import Program, load_program
+from core.scheduler.jobs import REQUESTS_JOB, Job, JobCatalogue
+from core.scheduler.records import Counts, record_job_run
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Fingerprint = tuple[Any, ...]
+
+
+class Scheduler:
+    """Runs the jobs of the store's program until :meth:`stop`; only the leader has one."""
+
+    def __init__(self, store: Store, settings: Settings, node: str) -> None:
+        self.store = store
+        self.settings = settings
+        self.node = node
+        self._aps: AsyncIOScheduler | None = None
+        self._fingerprint: Fingerprint | None = None
+        self._running: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        """Build the jobs from the store and start firing them."""
+        self._aps = AsyncIOScheduler(
+            timezone=self.settings.zone,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        await self._rebuild()
+        self._aps.start()
+
+    def next_fire_times(self) -> dict[str, str]:
+        """Each job's next fire time (ISO 8601), for the heartbeat and the console."""
+        if self._aps is None:
+            return {}
+        return {
+            job.id: job.next_run_time.isoformat() if job.next_run_time else ""
+            for job in self._aps.get_jobs()
+        }
+
+    async def stop(self) -> None:
+        """Fire nothing more and wait for the executions under way."""
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _rebuild(self) -> None:
+        assert self._aps is not None
+        self._fingerprint = await self._current_fingerprint()
+        catalogue = JobCatalogue(self.store, self.settings, self._program())
+        jobs = await catalogue.jobs()
+        for existing in self._aps.get_jobs():
+            if existing.id not in {job.name for job in jobs}:
+                existing.remove()
+        for job in jobs:
+            self._aps.add_job(
+                self._execute, job.trigger, args=[job], id=job.name, replace_existing=True
+            )
+        logger.info("scheduler jobs built", extra={"jobs": len(jobs)})
+
+    def _program(self) -> Program:
+        settings = self.settings
+        return load_program(
+            settings.resolve(settings.program_dir), settings.resolve(settings.templates_dir)
+        )
+
+    async def _execute(self, job: Job) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            record = await record_job_run(self.store, job.name, self.node, self._work_of(job))
+        except Exception:
+            JOB_RUNS.labels(job=job.name, status="failed").inc()
+            logger.exception("job failed", extra={"job": job.name})
+        else:
+            if record is not None:
+                JOB_RUNS.labels(job=job.name, status=record.status).inc()
+                logger.info(
+                    "job finished",
+                    extra={"job": job.name, "status": record.status, "counts": record.counts},
+                )
+        finally:
+            self._running.discard(task)
+
+    def _work_of(self, job: Job) -> Any:
+        if job.name != REQUESTS_JOB:
+            return job.work
+
+        async def tick() -> Counts | None:
+            # The tick also notices a new program version or changed cycle campaigns.
+            if await self._current_fingerprint() != self._fingerprint:
+                await self._rebuild()
+            return await job.work()
+
+        return tick
+
+    async def _current_fingerprint(self) -> Fingerprint:
+        """What the jobs are built from: the latest program version and the cycle
+        campaigns' names, statuses and schedules."""
+        async with self.store.reading() as session:
+            version = await session.scalar(select(func.max(ProgramVersion.id)))
+            cycles = await session.execute(
+                select(Campaign.name, Campaign.status, Campaign.digest, Campaign.schedule_from)
+                .where(Campaign.kind == "cycle")
+                .order_by(Campaign.name)
+            )
+            return (version, *(tuple(row) for row in cycles.all()))

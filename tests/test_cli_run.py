@@ -1,0 +1,142 @@
+"""``cadence run`` as an operator runs it: a real process on both databases, its HTTP API
+(health, metrics), its heartbeat and job runs seen by ``cadence scheduler status``, JSON
+logs, a graceful stop on SIGTERM, and on SQLite a second node refused with a clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from config import DEFAULT_CONFIG_DIR
+from core.db import Store
+from core.models import CampaignRun, SchedulerNode
+from core.settings import Settings
+from tests.channel_helpers import unused_port
+from tests.conftest import NOW
+from tests.helpers import CADENCE, run_cadence
+from tests.planner_world import Person, add_campaign, add_people, add_segment, campaign_spec
+
+STARTUP_SECONDS = 30
+
+
+def _settings_file(tmp_path: Path, settings: Settings, port: int) -> Path:
+    path = tmp_path / "cadence.toml"
+    path.write_text(
+        f"""
+database_url = "{settings.database_url}"
+program_dir = "{DEFAULT_CONFIG_DIR / "program"}"
+templates_dir = "{DEFAULT_CONFIG_DIR / "templates"}"
+
+[api]
+port = {port}
+
+[policy]
+quiet_hours = "off"
+
+[channels.file]
+path = "{tmp_path / "outbox.jsonl"}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _environment() -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.upper().startswith("CADENCE_")}
+    environment.update(NO_COLOR="1", TERM="dumb")
+    return environment
+
+
+@asynccontextmanager
+async def _node(config: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A running ``cadence run``, once its API answers; killed if the test leaves it."""
+    process = await asyncio.create_subprocess_exec(
+        str(CADENCE),
+        "--config",
+        str(config),
+        "run",
+        env=_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(STARTUP_SECONDS * 10):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.returncode is None, await process.stderr.read()  # type: ignore[union-attr]
+                await asyncio.sleep(0.1)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_a_node_leads_serves_its_api_plans_due_cycles_and_stops_on_sigterm(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    people = await add_people(store, [Person(f"r{i}") for i in range(3)], NOW)
+    await add_segment(store, "everyone", list(people.values()), NOW)
+    # Due every minute since NOW: the node's first tick finds the latest slot due.
+    minutely = campaign_spec("minutely", "everyone", channel="file", schedule="* * * * *")
+    await add_campaign(store, minutely, NOW)
+    port = unused_port()
+    config = _settings_file(tmp_path, settings, port)
+
+    async with _node(config, port) as process:
+
+        async def status() -> str:
+            result = await run_cadence(config, "scheduler", "status")
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+
+        for _ in range(100):
+            shown = await status()
+            if "leader" in shown and "requests" in shown.split("Recent job runs")[-1]:
+                break
+            await asyncio.sleep(0.2)
+        assert "cycle:minutely" in shown
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            metrics = (await client.get("/metrics")).text
+        assert "cadence_scheduler_leader 1.0" in metrics
+        assert 'cadence_job_runs_total{job="requests",status="ok"}' in metrics
+
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=30)
+        assert process.returncode == 0
+        assert process.stderr is not None
+        logs = [json.loads(line) for line in (await process.stderr.read()).splitlines()]
+    messages = [line["message"] for line in logs]
+    assert "leading the schedule" in messages and messages[-1] == "node stopped"
+    async with store.reading() as session:
+        assert (await session.scalars(select(CampaignRun.status))).all() == ["planned"]
+        assert (await session.scalars(select(SchedulerNode))).all() == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_second_node_on_one_sqlite_database_is_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # On PostgreSQL a second node is welcome: test_scheduler covers who leads there.
+    port = unused_port()
+    config = _settings_file(tmp_path, settings, port)
+    async with _node(config, port):
+        second = await run_cadence(config, "run")
+    assert second.returncode == 1
+    assert "one node per SQLite database" in second.stderr
+    assert "Traceback" not in second.stderr
