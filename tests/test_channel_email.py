@@ -108,9 +108,7 @@ async def test_lines_with_leading_periods_and_unterminated_texts_arrive_unchange
     built = build_message(message, EmailSettings())
     terminated = built if built.endswith(b"\r\n") else built + b"\r\n"
     assert smtp_sink.messages[0].data == terminated
-    assert texts(parsed(smtp_sink.messages[0].data))["text/plain"].rstrip("\n") == text.rstrip(
-        "\n"
-    )
+    assert texts(parsed(smtp_sink.messages[0].data))["text/plain"].rstrip("\n") == text.rstrip("\n")
 
 
 async def test_non_ascii_headers_are_encoded_and_read_back(smtp_sink: SmtpSink) -> None:
