@@ -1,10 +1,11 @@
-"""The marketing program: lifecycle stages, segments, scores and campaigns, read from files.
+"""The marketing program: lifecycle stages, segments, scores, campaigns and journeys, from files.
 
 A program folder (``config/program`` by default, ``program_dir`` in the
 settings) holds ``stages.toml`` (``[params]`` and the ordered ``[[stage]]``
 list), ``segments.toml`` plus any ``segments-*.toml`` (``[[segment]]``),
-``scores.toml``, and ``campaigns.toml`` plus any ``campaigns-*.toml``
-(``[[campaign]]``). :func:`load_program` reads and checks all of it,
+``scores.toml``, ``campaigns.toml`` plus any ``campaigns-*.toml``
+(``[[campaign]]``), and ``journeys.toml`` plus any ``journeys-*.toml``
+(``[[journey]]``). :func:`load_program` reads and checks all of it,
 compiling every rule, and reports every problem at once with its file, line
 and field.
 """
@@ -18,11 +19,27 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core import clock
 from core.errors import ConfigError
-from core.program.model import CampaignSpec, ParamValue, ScoresSpec, SegmentSpec, StageSpec
+from core.program.journeys import (
+    JourneyDefinition,
+    JourneyStep,
+    graph_problems,
+    resolved_targets,
+    step_campaign_name,
+    step_delay,
+    step_ids,
+)
+from core.program.model import (
+    CampaignSpec,
+    JourneySpec,
+    ParamValue,
+    ScoresSpec,
+    SegmentSpec,
+    StageSpec,
+)
 from core.program.schedules import schedule_trigger
 from core.rules import Rule, RuleError, parse_rule
 from core.templates import missing_template_files
@@ -32,6 +49,7 @@ STAGES_FILE = "stages.toml"
 SCORES_FILE = "scores.toml"
 SEGMENT_FILES = ("segments.toml", "segments-*.toml")
 CAMPAIGN_FILES = ("campaigns.toml", "campaigns-*.toml")
+JOURNEY_FILES = ("journeys.toml", "journeys-*.toml")
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
@@ -88,6 +106,20 @@ class Program:
     comeback_gap_days: float | None = None
     """See :attr:`StageSpec.comeback_gap_days`, with a param name resolved to its value."""
     campaigns: list[CampaignDefinition] = field(default_factory=list)
+    journeys: list[JourneyDefinition] = field(default_factory=list)
+
+    def template_uses(self) -> set[tuple[str, str]]:
+        """Every (template, channel) the campaigns and the journeys' send steps use."""
+        uses: set[tuple[str, str]] = {
+            (variant, c.spec.channel) for c in self.campaigns for variant in c.spec.variants
+        }
+        for journey in self.journeys:
+            uses.update(
+                (step.spec.send, step.spec.channel or "email")
+                for step in journey.steps
+                if step.spec.send is not None
+            )
+        return uses
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -125,9 +157,10 @@ class _Problems:
         *,
         name: str | None = None,
         line: int | None = None,
+        where: str | None = None,
     ) -> None:
         line = line or line_of(text, loc)
-        where = _where(loc, name)
+        where = where or _where(loc, name)
         self.lines.append(f"{path}{f':{line}' if line else ''}: {where}: {message}")
 
 
@@ -178,10 +211,11 @@ def load_program(directory: Path, templates_dir: Path | None = None) -> Program:
 
     known = _Known(stage_names, set(seen), params, templates_dir)
     campaigns = _campaigns(directory, known, problems)
+    journeys = _journeys(directory, known, {c.name for c in campaigns}, problems)
 
     if problems.lines or scores is None:
         raise ProgramError("\n".join(["the program has problems:", *problems.lines]))
-    return Program(directory, params, stages, segments, scores, comeback_gap, campaigns)
+    return Program(directory, params, stages, segments, scores, comeback_gap, campaigns, journeys)
 
 
 @dataclass(frozen=True)
@@ -243,6 +277,192 @@ def _campaign(
         line = _rule_line(text, where, error)
         problems.add(path, text, where, str(error), name=spec.name, line=line)
         return None
+
+
+def _journeys(
+    directory: Path, known: _Known, campaigns: set[str], problems: _Problems
+) -> list[JourneyDefinition]:
+    journeys: list[JourneyDefinition] = []
+    seen: dict[str, Path] = {}
+    files = [path for pattern in JOURNEY_FILES for path in sorted(directory.glob(pattern))]
+    for path in files:
+        text, data = read_toml(path, "journeys file")
+        for index, spec in _journey_specs(path, text, data, problems):
+            if spec.name in seen:
+                message = f"also defined in {seen[spec.name]}"
+                problems.add(path, text, ("journey", index, "name"), message, name=spec.name)
+            seen[spec.name] = path
+            checker = _JourneyChecker(spec, index, path, text, known, problems)
+            journey = checker.check(campaigns)
+            if journey is not None:
+                journeys.append(journey)
+    return journeys
+
+
+def _journey_specs(
+    path: Path, text: str, data: dict[str, Any], problems: _Problems
+) -> list[tuple[int, JourneySpec]]:
+    """The valid ``[[journey]]`` entries; a problem inside a step names the step and its line."""
+    valid = _specs(_JourneyShape, "journey", path, text, data, problems)
+    specs = []
+    for index, shape in valid:
+        entry = data["journey"][index]
+        try:
+            specs.append((index, JourneySpec.model_validate(entry)))
+        except ValidationError as exc:
+            name = shape.name
+            checker = _JourneyChecker(None, index, path, text, _NOTHING_KNOWN, problems, name)
+            for error in exc.errors():
+                loc = error["loc"]
+                message = (
+                    "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+                ).removeprefix("Value error, ")
+                if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+                    field = ".".join(str(part) for part in loc[2:]) or "step"
+                    checker.step_problem(loc[1], field, message)
+                else:
+                    checker.problem(tuple(str(part) for part in loc), message)
+    return specs
+
+
+class _JourneyShape(BaseModel):
+    """The part of a journey entry needed to name it in messages; the rest is checked by
+    :class:`JourneySpec`, per step."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "?"
+
+
+_NOTHING_KNOWN = _Known(set(), set(), {}, None)
+
+
+@dataclass
+class _JourneyChecker:
+    """Checks one journey against the program and compiles its rules, reporting each
+    problem at its step's line."""
+
+    spec: JourneySpec | None
+    index: int
+    path: Path
+    text: str
+    known: _Known
+    problems: _Problems
+    name: str = ""
+    failed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.spec is not None:
+            self.name = self.spec.name
+
+    def check(self, campaigns: set[str]) -> JourneyDefinition | None:
+        spec = self.spec
+        assert spec is not None
+        entry = spec.entry
+        if entry.stage is not None and entry.stage not in self.known.stages:
+            self.problem(("entry", "stage"), _unknown("stage", entry.stage, self.known.stages))
+        if entry.segment is not None and entry.segment not in self.known.segments:
+            message = _unknown("segment", entry.segment, self.known.segments)
+            self.problem(("entry", "segment"), message)
+        for step_index, outcome, message in graph_problems(spec):
+            if step_index is None:
+                self.problem((outcome,), message)
+            else:
+                self.step_problem(step_index, outcome, message)
+        exit_rule = None
+        if spec.exit_goal is not None and spec.exit_goal.rule is not None:
+            exit_rule = self.rule(spec.exit_goal.rule, ("exit_goal", "rule"), None)
+        ids = step_ids(spec)
+        steps = []
+        for step_index, (step_spec, leads_to) in enumerate(
+            zip(spec.steps, resolved_targets(spec), strict=True)
+        ):
+            rule = None
+            if step_spec.branch is not None:
+                rule = self.rule(step_spec.branch, ("branch",), step_index)
+            if step_spec.send is not None:
+                channel = step_spec.channel or "email"
+                trouble = template_problem(step_spec.send, channel, self.known.templates_dir)
+                if trouble:
+                    self.step_problem(step_index, "send", trouble)
+                campaign = step_campaign_name(spec.name, ids[step_index])
+                if campaign in campaigns:
+                    message = f"its messages' campaign would be `{campaign}`, a campaign's name"
+                    self.step_problem(step_index, "id", message)
+            steps.append(
+                JourneyStep(ids[step_index], step_spec, leads_to, rule, step_delay(step_spec))
+            )
+        if self.failed:
+            return None
+        return JourneyDefinition(spec, tuple(steps), exit_rule)
+
+    def rule(self, text: str, field: tuple[str, ...], step_index: int | None) -> Rule | None:
+        try:
+            return parse_rule(text, params=self.known.params)
+        except RuleError as error:
+            if step_index is None:
+                where: tuple[str | int, ...] = ("journey", self.index, *field)
+                line = _rule_line(self.text, where, error)
+                self.problem(field, str(error), line=line)
+            else:
+                line = self.step_line(step_index)
+                line = None if line is None else line + (error.line or 1) - 1
+                self.step_problem(step_index, field[0], str(error), line=line)
+            return None
+
+    def problem(self, field: tuple[str, ...], message: str, *, line: int | None = None) -> None:
+        self.failed = True
+        loc: tuple[str | int, ...] = ("journey", self.index, *field)
+        self.problems.add(self.path, self.text, loc, message, name=self.name, line=line)
+
+    def step_problem(
+        self, step_index: int, field: str, message: str, *, line: int | None = None
+    ) -> None:
+        self.failed = True
+        step_id = f"`{step_ids(self.spec)[step_index]}`" if self.spec else step_index + 1
+        where = f"journey `{self.name}`, step {step_id}, field `{field}`"
+        loc = ("journey", self.index, "steps")
+        line = line or self.step_line(step_index)
+        self.problems.add(self.path, self.text, loc, message, line=line, where=where)
+
+    def step_line(self, step_index: int) -> int | None:
+        """The line where step ``step_index`` of the ``steps = [...]`` array opens."""
+        start = line_of(self.text, ("journey", self.index))
+        if start is None:
+            return None
+        lines = self.text.splitlines()
+        for number in range(start, len(lines) + 1):
+            if re.match(r"\s*steps\s*=", lines[number - 1]):
+                return _inline_table_line(lines, number, step_index)
+            if number > start and lines[number - 1].lstrip().startswith("[["):
+                return None
+        return None
+
+
+def _inline_table_line(lines: list[str], first: int, wanted: int) -> int | None:
+    """The line of the ``wanted``-th inline table of the array opened on line ``first``."""
+    depth, seen, quote = 0, -1, ""
+    for number in range(first, len(lines) + 1):
+        line = lines[number - 1]
+        if number == first:
+            line = line.split("=", 1)[1]
+        for char in line:
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "\"'":
+                quote = char
+            elif char == "#":
+                break
+            elif char in "[{":
+                depth += 1
+                if char == "{" and depth == 2:
+                    seen += 1
+                    if seen == wanted:
+                        return number
+            elif char in "]}":
+                depth -= 1
+                if depth == 0:
+                    return None
+    return None
 
 
 def _schedule_problem(schedule: str) -> str | None:

@@ -142,3 +142,136 @@ class CampaignSpec(_Spec):
         if self.kind != "cycle" and self.schedule is not None:
             raise ValueError(f"only cycle campaigns have a `schedule`, not {self.kind} ones")
         return self
+
+
+EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
+StepId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+"""A journey step's id; short, because it becomes part of the step's campaign name."""
+TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+EXIT_TARGET = "exit"
+"""The step target that ends a customer's pass through the journey as exited."""
+COMPLETE_TARGET = "complete"
+"""The step target that ends a customer's pass as completed (also: running off the end)."""
+STEP_KINDS = ("send", "wait", "wait_until", "branch", "exit")
+_STEP_TARGETS = {
+    "send": ("next",),
+    "wait": ("next",),
+    "wait_until": ("on_event", "on_timeout"),
+    "branch": ("on_true", "on_false"),
+    "exit": (),
+}
+"""The target fields each kind of step has; ``next`` defaults to the following step."""
+
+
+class JourneyEntrySpec(_Spec):
+    """What starts a pass through a journey: exactly one of an event, a segment or a stage
+    entered after the journey was first ticked."""
+
+    event: EventType | None = None
+    segment: SegmentName | None = None
+    stage: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> JourneyEntrySpec:
+        given = [name for name in ("event", "segment", "stage") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("needs exactly one of `event`, `segment` or `stage`")
+        return self
+
+
+class ExitGoalSpec(_Spec):
+    """What ends a pass early as reached: an event after the entry, a customer rule, or both."""
+
+    event: EventType | None = None
+    rule: str | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ExitGoalSpec:
+        if self.event is None and self.rule is None:
+            raise ValueError("needs an `event`, a `rule` or both")
+        return self
+
+
+class ReentrySpec(_Spec):
+    """Whether a customer whose pass ended may enter again. Without it, a customer goes
+    through the journey once."""
+
+    after: Duration | None = None
+    """At least this long after the previous entry; none: as soon as the previous pass ended."""
+    max_entries: int | None = Field(None, ge=2)
+    """At most this many passes in all; none: no limit."""
+
+
+class WaitUntilSpec(_Spec):
+    """Wait for an event of type ``event`` for at most ``timeout``."""
+
+    event: EventType
+    timeout: Duration
+    of_step: StepId | None = None
+    """Only events about the message of this send step count (``message_opened`` of it)."""
+
+
+class StepSpec(_Spec):
+    """One step: exactly one of ``send``, ``wait``, ``wait_until``, ``branch`` or ``exit``,
+    with the targets its kind has (a step id, ``exit`` or ``complete``)."""
+
+    id: StepId | None = None
+    """Defaults to ``step-N`` (N counting from 1); needed to be a target."""
+    send: TemplateName | None = None
+    channel: Channel | None = None
+    """For ``send``: the channel; e-mail by default."""
+    wait: Duration | None = None
+    wait_until: WaitUntilSpec | None = None
+    branch: str | None = None
+    """A customer rule: true goes to ``on_true``, false (or unknown) to ``on_false``."""
+    exit: str | None = None
+    """Ends the pass as exited, with this as the exit reason."""
+    next: StepId | None = None
+    on_event: StepId | None = None
+    on_timeout: StepId | None = None
+    on_true: StepId | None = None
+    on_false: StepId | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_and_its_targets(self) -> StepSpec:
+        kinds = [kind for kind in STEP_KINDS if getattr(self, kind) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"needs exactly one of {', '.join(f'`{k}`' for k in STEP_KINDS)}")
+        kind = kinds[0]
+        if self.channel is not None and kind != "send":
+            raise ValueError("only a `send` step has a `channel`")
+        allowed = _STEP_TARGETS[kind]
+        foreign = [
+            name
+            for targets in _STEP_TARGETS.values()
+            for name in targets
+            if name not in allowed and getattr(self, name) is not None
+        ]
+        if foreign:
+            raise ValueError(f"a `{kind}` step has no `{foreign[0]}`")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
+
+    def targets(self) -> dict[str, str | None]:
+        """The step's target fields by name (``next`` None: the following step)."""
+        return {name: getattr(self, name) for name in _STEP_TARGETS[self.kind]}
+
+
+class JourneySpec(_Spec):
+    """A multi-step flow: who enters, the steps they go through, and what ends it early."""
+
+    name: Name
+    description: str | None = None
+    entry: JourneyEntrySpec
+    exit_goal: ExitGoalSpec | None = None
+    reentry: ReentrySpec | None = None
+    steps: list[StepSpec] = Field(min_length=1)
+    priority: int = Field(50, ge=0, le=1000)
+    """The priority of the journey's messages when they compete with others in a tick."""
+    control: float = Field(10.0, ge=0, le=100)
+    """Percentage kept as a control group at each send step, never sent that message."""
+    status: Literal["active", "paused"] = "active"
+    """A paused journey enrols nobody and moves nobody until it is active again."""
