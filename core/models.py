@@ -532,3 +532,57 @@ class SchedulerNode(Base):
     heartbeat_at: Mapped[datetime]
     jobs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """On the leader: each scheduled job with its next fire time (ISO), for the console."""
+
+
+class Journey(Base):
+    """A journey the program files define, as the journey tick last synced it.
+
+    ``ticked_at`` is the end of the time window the last tick read: events,
+    segment entries and stage entries after it are the next tick's to read.
+    Empty until the first tick, which reads no window: a new journey starts with
+    what happens after it.
+    """
+
+    __tablename__ = "journeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    definition: Mapped[dict[str, Any]]
+    """The journey's spec as JSON (see :class:`core.program.model.JourneySpec`)."""
+    digest: Mapped[str] = mapped_column(String(64))
+    ticked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class JourneyState(Base):
+    """Where one customer is in one journey: the step, since when, and until when it waits.
+
+    ``wake_at`` is when the step needs the tick's attention: the end of a
+    ``wait``, the timeout of a ``wait_until``, or ``step_since`` for a step that
+    acts at once; it is empty once the pass ended (``status`` ``exited`` or
+    ``completed``, with ``ended_at`` and ``exit_reason``). ``entries`` counts the
+    customer's passes, for the journey's re-entry rules.
+    """
+
+    __tablename__ = "journey_states"
+
+    journey_id: Mapped[int] = mapped_column(
+        ForeignKey("journeys.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[str] = mapped_column(String(40))
+    """The current step's id; after the pass ended, the step it ended at."""
+    status: Mapped[str] = mapped_column(String(16))
+    """``active``, ``exited`` or ``completed``."""
+    entered_at: Mapped[datetime]
+    step_since: Mapped[datetime]
+    wake_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    exit_reason: Mapped[str | None] = mapped_column(String(128))
+    entries: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+
+    # A tick reads the customers due at a step: one index range per (journey, step).
+    __table_args__ = (Index(None, "journey_id", "step", "wake_at"),)
