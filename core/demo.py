@@ -20,12 +20,17 @@ from core import clock
 from core.db import Store, open_store
 from core.delivery import DeliveryStats
 from core.demo_data import load_demo_data
+from core.errors import CadenceError
 from core.intel.refresh import refresh_intel
 from core.lifecycle import StageOverview, refresh_stages, stage_overview
 from core.migrations import upgrade
-from core.planner.runs import PlannedRun, plan_due_runs
+from core.planner.runs import plans_since
+from core.planner.tick import RunPlan
 from core.program import load_program
 from core.program.apply import apply_program
+from core.scheduler.jobs import REQUESTS_JOB
+from core.scheduler.records import recent_job_runs
+from core.scheduler.service import Scheduler
 from core.segments import SegmentRefresh, refresh_segments
 from core.settings import Settings
 from core.sink import SmtpSink
@@ -63,7 +68,9 @@ class DemoResult:
     summary: StoreSummary
     stages: list[StageOverview]
     segments: list[SegmentRefresh]
-    planned: list[PlannedRun]
+    planned: list[RunPlan]
+    jobs: dict[str, str]
+    """The scheduler's jobs and their next fire times (ISO 8601)."""
     delivery: DemoDelivery
 
 
@@ -92,14 +99,32 @@ async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) 
             await refresh_stages(session, program, now)
         segments = await refresh_segments(store, program, now)
         await apply_program(store, program, now - _LIVE_FOR)
-        planned = await plan_due_runs(store, program, settings, now)
+        jobs = await _first_scheduler_tick(store, settings)
         delivery = await _deliver_to_sink(store, settings)
         async with store.reading() as session:
+            planned = await plans_since(session, now)
             summary = await summarise_store(session, now)
             stages = await stage_overview(session, program, now)
-        return DemoResult(summary, stages, segments, planned, delivery)
+        return DemoResult(summary, stages, segments, planned, jobs, delivery)
     finally:
         await store.close()
+
+
+async def _first_scheduler_tick(store: Store, settings: Settings) -> dict[str, str]:
+    """The scheduler, started as ``cadence run`` starts it, until its first request tick
+    has planned what is due; its jobs with their next fire times."""
+    scheduler = Scheduler(store, settings, "demo")
+    await scheduler.start()
+    try:
+        await scheduler.wait_for_tick()
+        jobs = scheduler.next_fire_times()
+    finally:
+        await scheduler.stop()
+    async with store.reading() as session:
+        failed = await recent_job_runs(session, limit=1, job=REQUESTS_JOB, failed_only=True)
+    if failed:
+        raise CadenceError(f"the scheduler's first planning tick failed: {failed[0].error}")
+    return jobs
 
 
 async def _deliver_to_sink(store: Store, settings: Settings) -> DemoDelivery:

@@ -499,8 +499,11 @@ def test_demo_runs_in_an_empty_folder_and_prints_the_summary(cli: Cli) -> None:
     assert "Lifecycle stages" in out
     assert all(stage in out for stage in ("registered", "new", "active", "inactive"))
     assert "40 segments refreshed; the largest:" in out
-    # The program went live a week ago: the first tick runs every cycle campaign once.
-    assert "First planning tick" in out
+    # The program went live a week ago: the scheduler's first tick runs every cycle once,
+    # and its jobs are recorded as on a running node.
+    assert "The scheduler's first tick" in out
+    assert "scheduler jobs; the next cycle is" in out
+    assert count(cli.cwd / "cadence-demo" / "cadence.db", "job_runs") >= 1
     for campaign in ("active-hv-monthly-offer", "new-second-purchase", "inactive-winback"):
         assert campaign in out
     assert count(cli.cwd / "cadence-demo" / "cadence.db", "outbox") > 0

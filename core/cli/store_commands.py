@@ -281,10 +281,22 @@ def demo(directory: Path, customers: int, days: int, seed: int) -> None:
         f"{len(result.segments)} segments refreshed; the largest: "
         + ", ".join(f"{segment.name} ({segment.size:,})" for segment in largest)
     )
-    plans = [run.plan for run in result.planned]
+    plans = result.planned
     print_plans(
-        plans, "First planning tick: every cycle campaign's latest slot, through the contact policy"
+        plans,
+        "The scheduler's first tick: every cycle campaign's latest slot, through the contact "
+        "policy",
     )
+    cycles = sorted(
+        (moment, name) for name, moment in result.jobs.items() if name.startswith("cycle:")
+    )
+    if cycles:
+        moment, name = cycles[0]
+        out.print(
+            f"{len(result.jobs)} scheduler jobs; the next cycle is {name.removeprefix('cycle:')} "
+            f"at {moment[:16].replace('T', ' ')}. `cadence --config {directory} run` keeps "
+            "them running."
+        )
     delivery = result.delivery
     held = sum(plan.count(Outcome.HELD) for plan in plans)
     out.print(

@@ -233,3 +233,23 @@ def record_plan(run: CampaignRun, plan: RunPlan, now: datetime) -> None:
         "counts": {outcome.key: count for outcome, count in sorted(plan.outcomes.items())},
         "lost_to": dict(sorted(plan.lost_to.items())),
     }
+
+
+async def plans_since(session: AsyncSession, since: datetime) -> list[RunPlan]:
+    """The runs planned at or after ``since``, as their plans (what :func:`record_plan`
+    wrote), in the order they were planned."""
+    rows = await session.execute(
+        select(CampaignRun, Campaign.name)
+        .join(Campaign, Campaign.id == CampaignRun.campaign_id)
+        .where(CampaignRun.status == "planned", CampaignRun.planned_at >= since)
+        .order_by(CampaignRun.id)
+    )
+    return [
+        RunPlan(
+            run.id,
+            name,
+            {Outcome[key.upper()]: count for key, count in run.outcomes["counts"].items()},
+            dict(run.outcomes.get("lost_to", {})),
+        )
+        for run, name in rows.all()
+    ]

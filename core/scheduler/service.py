@@ -40,6 +40,7 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._fingerprint: Fingerprint | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        self._ticked = asyncio.Event()
 
     async def start(self) -> None:
         """Build the jobs from the store and start firing them."""
@@ -49,6 +50,11 @@ class Scheduler:
         )
         await self._rebuild()
         self._aps.start()
+
+    async def wait_for_tick(self) -> None:
+        """Return once a request tick has ended (done, idle or failed) after this call."""
+        self._ticked.clear()
+        await self._ticked.wait()
 
     def next_fire_times(self) -> dict[str, str]:
         """Each job's next fire time (ISO 8601), for the heartbeat and the console."""
@@ -112,9 +118,12 @@ class Scheduler:
 
         async def tick() -> Counts | None:
             # The tick also notices a new program version or changed cycle campaigns.
-            if await self._current_fingerprint() != self._fingerprint:
-                await self._rebuild()
-            return await job.work()
+            try:
+                if await self._current_fingerprint() != self._fingerprint:
+                    await self._rebuild()
+                return await job.work()
+            finally:
+                self._ticked.set()
 
         return tick
 
