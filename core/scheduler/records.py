@@ -9,6 +9,7 @@ jobs with their next fire times.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ async def record_job_run(
         run_id = row.id
     try:
         counts = await work()
+    except asyncio.CancelledError:
+        await _finish(store, run_id, "cancelled", {}, "stopped before it finished")
+        raise
     except Exception as error:
         text = "".join(traceback.format_exception_only(error)).strip()
         detail = traceback.format_exc()[-_ERROR_CHARS:]

@@ -66,12 +66,15 @@ class Scheduler:
         }
 
     async def stop(self) -> None:
-        """Fire nothing more and wait for the executions under way."""
-        if self._aps is not None:
-            self._aps.shutdown(wait=False)
-            self._aps = None
+        """Fire nothing more, let the executions under way finish, then shut down (which
+        would cancel them)."""
+        if self._aps is None:
+            return
+        self._aps.pause()
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+        self._aps.shutdown(wait=False)
+        self._aps = None
 
     async def _rebuild(self) -> None:
         assert self._aps is not None
