@@ -513,7 +513,8 @@ class JobRun(Base):
     started_at: Mapped[datetime] = mapped_column(index=True)
     finished_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
-    """``running``, ``ok``, ``failed`` or ``cancelled`` (stopped before it finished)."""
+    """``running``, ``ok``, ``failed``, ``cancelled`` (stopped before it finished) or
+    ``interrupted`` (its node died; marked by the next leader)."""
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
 

@@ -123,13 +123,13 @@ async def test_the_leader_killed_mid_run_the_cycle_runs_once_and_a_new_leader_ap
         await _poll(planned, 60, interval=0.1)
 
     async with store.reading() as session:
-        # The killed node's execution stayed "running": it was killed in the middle.
+        # The killed leader was in the middle of it; its successor marked it so.
         interrupted = await session.get_one(JobRun, running.id)
         rows = await session.scalar(select(func.count()).select_from(OutboxMessage))
         customers = await session.scalar(
             select(func.count(func.distinct(OutboxMessage.customer_id)))
         )
         runs = await session.scalar(select(func.count()).select_from(CampaignRun))
-    assert interrupted.status == "running"
+    assert interrupted.status == "interrupted"
     assert runs == 1
     assert rows == customers == CUSTOMERS

@@ -194,3 +194,16 @@ async def test_after_downtime_a_cycle_runs_once_or_not_at_all(
     assert len(keys) == runs
     if runs:
         assert keys[0].startswith(f"schedule:{back.date().isoformat()}T10:00")
+
+
+async def test_a_new_leader_marks_what_a_dead_one_left_running(
+    store: Store, program_settings: Settings
+) -> None:
+    async with store.transaction() as session:
+        session.add(JobRun(job="refresh", node="dead", started_at=NOW, status="running", counts={}))
+    scheduler = Scheduler(store, program_settings, "node-b")
+    await scheduler.start()
+    await scheduler.stop()
+    async with store.reading() as session:
+        [record] = await recent_job_runs(session, job="refresh")
+    assert record.status == "interrupted" and record.finished_at is not None

@@ -112,6 +112,23 @@ async def recent_job_runs(
     return [_record(row) for row in (await session.scalars(query)).all()]
 
 
+async def interrupt_orphaned_job_runs(store: Store, leader: str) -> int:
+    """Mark as ``interrupted`` the executions still ``running`` on other nodes: only the
+    leader runs jobs, so a new leader finds there only what its dead predecessor left."""
+    async with store.transaction() as session:
+        result = await session.execute(
+            update(JobRun)
+            .where(JobRun.status == "running", JobRun.node != leader)
+            .values(
+                status="interrupted",
+                finished_at=clock.now(),
+                error="its node stopped while it ran (a new leader took over)",
+            )
+            .returning(JobRun.id)
+        )
+        return len(result.all())
+
+
 async def forget_job_runs(store: Store, before: datetime) -> int:
     """Delete the job runs that started before ``before``; how many went."""
     async with store.transaction() as session:

@@ -22,7 +22,7 @@ from core.metrics import JOB_RUNS
 from core.models import Campaign, ProgramVersion
 from core.program import Program, load_program
 from core.scheduler.jobs import REQUESTS_JOB, Job, JobCatalogue
-from core.scheduler.records import Counts, record_job_run
+from core.scheduler.records import Counts, interrupt_orphaned_job_runs, record_job_run
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Scheduler:
             timezone=self.settings.zone,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+        await interrupt_orphaned_job_runs(self.store, self.node)
         await self._rebuild()
         self._aps.start()
 
