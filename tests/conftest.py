@@ -135,3 +135,14 @@ def frozen_clock() -> Iterator[clock.FixedClock]:
     with clock.using(clock.FixedClock(NOW)) as fixed:
         assert isinstance(fixed, clock.FixedClock)
         yield fixed
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (long sweeps) run only when ``-m slow`` asks for them, so the
+    default run, which CI makes on every push, stays short."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="a long sweep: run with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)

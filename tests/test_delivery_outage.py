@@ -28,9 +28,6 @@ from tests.conftest import NOW
 from tests.outbox_world import outbox_states, queue_messages
 from tests.planner_world import Person, add_campaign, add_people, campaign_spec
 from tests.polling import eventually
-from tests.test_rules_sql import only_with_slow_marker
-
-__all__ = ["only_with_slow_marker"]
 
 MESSAGES = 60
 
@@ -133,7 +130,6 @@ async def test_messages_wait_out_a_short_outage_and_each_goes_once_it_is_over(
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("only_with_slow_marker")
 async def test_messages_wait_out_a_one_minute_outage_and_each_goes_once_it_is_over(
     store: Store, settings: Settings
 ) -> None:

@@ -860,15 +860,7 @@ async def test_sql_matches_the_reference_evaluator(
     await check_sql_matches_reference(store, population, trees)
 
 
-@pytest.fixture
-def only_with_slow_marker(request: pytest.FixtureRequest) -> None:
-    """Skip unless ``-m slow`` selected the test: CI runs every other test on each push."""
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("a long sweep: run with -m slow")
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures("only_with_slow_marker")
 @given(population=people, trees=st.lists(rule_trees, min_size=1, max_size=6))
 @settings(PROPERTY_SETTINGS, max_examples=3000, derandomize=False)
 async def test_sql_matches_the_reference_evaluator_long_sweep(
