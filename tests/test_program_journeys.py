@@ -12,6 +12,8 @@ import pytest
 
 from config import DEFAULT_CONFIG_DIR
 from core.program import ProgramError, load_program
+from core.settings import Settings
+from core.templates import check_templates
 
 CADENCE = Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "cadence"
 
@@ -188,3 +190,22 @@ def test_program_validate_refuses_an_unsound_journey(tmp_path: Path) -> None:
     assert "step `wait-purchase`, field `on_event`: a `wait_until` step needs both" in (
         result.stderr
     )
+
+
+def test_the_default_program_ships_four_journeys_whose_templates_render() -> None:
+    templates = DEFAULT_CONFIG_DIR / "templates"
+    program = load_program(DEFAULT_CONFIG_DIR / "program", templates)
+    journeys = {journey.name: journey for journey in program.journeys}
+    assert set(journeys) == {
+        "welcome-series",
+        "abandoned-cart",
+        "first-purchase-nurture",
+        "reactivation",
+    }
+    welcome = journeys["welcome-series"]
+    onboarding = [step for step in welcome.steps if step.id.startswith("onboarding-")]
+    assert len(onboarding) == 10 and all(step.kind == "send" for step in onboarding)
+    assert welcome.step("step-22").leads_to == {"next": "weekly-tips"}  # the weekly loop
+    assert journeys["abandoned-cart"].spec.entry.event == "cart_add"
+    uses = program.template_uses()
+    assert check_templates(templates, Settings().templates, uses) == []
