@@ -22,13 +22,15 @@ from core.program import Program, load_program
 from core.settings import Settings
 
 
-def journey_program(tmp_path: Path, journeys: str) -> Program:
-    """The default program with ``journeys`` as its only journeys."""
+def journey_program(tmp_path: Path, journeys: str | None = None) -> Program:
+    """The default program's stages, segments and scores with ``journeys`` as its journeys
+    (by default the shipped ones), and no campaigns: journey tests tick journeys only."""
     folder = tmp_path / "program"
     shutil.copytree(DEFAULT_CONFIG_DIR / "program", folder, dirs_exist_ok=True)
-    for old in folder.glob("journeys*.toml"):
-        old.unlink()
-    (folder / "journeys.toml").write_text(journeys, encoding="utf-8")
+    for other in [*folder.glob("campaigns*.toml"), *folder.glob("journeys*.toml")]:
+        other.unlink()
+    shipped = (DEFAULT_CONFIG_DIR / "program" / "journeys.toml").read_text(encoding="utf-8")
+    (folder / "journeys.toml").write_text(journeys or shipped, encoding="utf-8")
     return load_program(folder, DEFAULT_CONFIG_DIR / "templates")
 
 

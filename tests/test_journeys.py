@@ -9,10 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
-from config import DEFAULT_CONFIG_DIR
 from core.db import Store
 from core.models import CustomerStage, Segment, SegmentChange, StageTransition
-from core.program import load_program
 from core.settings import Settings
 from tests.conftest import NOW
 from tests.journey_world import World, journey_program
@@ -244,10 +242,10 @@ async def _place(store: Store, stage: str, customers: list[int], at: datetime) -
 
 
 async def test_the_default_welcome_series_starts_on_stage_entry_and_ends_with_the_stage(
-    store: Store, settings: Settings
+    store: Store, settings: Settings, tmp_path: Path
 ) -> None:
     settings.policy.quiet_hours = None
-    world = World(store, load_program(DEFAULT_CONFIG_DIR / "program"), settings)
+    world = World(store, journey_program(tmp_path), settings)
     ids = list((await add_people(store, [Person(f"c{i}") for i in range(20)], START)).values())
     await world.tick(START)
     await _place(store, "new", ids, START + MINUTE)
@@ -268,10 +266,10 @@ async def test_the_default_welcome_series_starts_on_stage_entry_and_ends_with_th
 
 
 async def test_the_default_reactivation_branches_on_a_recent_open(
-    store: Store, settings: Settings
+    store: Store, settings: Settings, tmp_path: Path
 ) -> None:
     settings.policy.quiet_hours = None
-    world = World(store, load_program(DEFAULT_CONFIG_DIR / "program"), settings)
+    world = World(store, journey_program(tmp_path), settings)
     people = [Person(f"c{i}") for i in range(10)]
     ids = list((await add_people(store, people, START)).values())
     await world.tick(START)
