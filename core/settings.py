@@ -168,6 +168,8 @@ class SchedulerSettings(_Section):
     """Lifecycle stages and segments are refreshed this often."""
     intel_schedule: str = "0 3 * * *"
     """Cron (in ``time_zone``) of the nightly scores, CLV and recommendations refresh."""
+    journeys_seconds: float = Field(30.0, gt=0)
+    """How often journeys advance: waits end, branches are taken, steps send."""
     tick_seconds: float = Field(1.0, gt=0, le=2)
     """How often the leader looks for work requested in the store (a launch, run now,
     pause, resume, a new program version): within two seconds, whoever wrote it."""

@@ -314,7 +314,7 @@ def test_program_validate_renders_the_templates(cli: Cli) -> None:
     cli.ok("init", "mine")
     target = cli.cwd / "mine"
     valid = cli.ok("--config", str(target), "program", "validate")
-    assert "6 templates render for a sample customer" in valid
+    assert "25 templates render for a sample customer" in valid
 
     offer = target / "templates" / "offer_a.txt.j2"
     lines = offer.read_text(encoding="utf-8").splitlines()

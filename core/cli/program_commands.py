@@ -28,19 +28,10 @@ def _checked_program(settings: Settings) -> Program:
     for a sample customer (exits 1 on a problem)."""
     templates_dir = settings.resolve(settings.templates_dir)
     checked = load_program(settings.resolve(settings.program_dir), templates_dir)
-    problems = check_templates(templates_dir, settings.templates, _template_uses(checked))
+    problems = check_templates(templates_dir, settings.templates, checked.template_uses())
     if problems:
         raise ProgramError("\n".join(["the templates have problems:", *problems]))
     return checked
-
-
-def _template_uses(checked: Program) -> set[tuple[str, str]]:
-    """Every (template, channel) the campaigns send."""
-    return {
-        (variant, campaign.spec.channel)
-        for campaign in checked.campaigns
-        for variant in campaign.spec.variants
-    }
 
 
 @program.command("validate")
@@ -50,7 +41,7 @@ def program_validate() -> None:
     use for a sample customer; exit 1 on a problem."""
     settings = load_command_settings()
     checked = _checked_program(settings)
-    templates = len({name for name, _ in _template_uses(checked)})
+    templates = len({name for name, _ in checked.template_uses()})
     kinds = Counter(campaign.spec.kind for campaign in checked.campaigns)
     by_kind = ", ".join(
         f"{count} {kind.replace('_', '-')}" for kind, count in sorted(kinds.items())

@@ -91,6 +91,7 @@ async def preview_campaign(
         stored = await session.scalar(select(Campaign).where(Campaign.name == name))
     if stored is None:
         return await preview_spec(store, program, settings, _program_spec(program, name), now)
+    _refuse_journey_step(stored)
     spec = CampaignSpec.model_validate(stored.definition)
     return await preview_spec(store, program, settings, spec, now, stored.id)
 
@@ -175,6 +176,7 @@ async def run_campaign_now(
                 f"no stored campaign `{name}`; see `cadence campaign list`, or apply the "
                 "program with `cadence program apply`"
             )
+        _refuse_journey_step(campaign)
         if campaign.status != "active":
             raise CampaignError(
                 f"campaign `{name}` is {campaign.status}; `cadence campaign resume {name}` first"
@@ -188,6 +190,15 @@ async def run_campaign_now(
         run = await session.get(CampaignRun, run_id)
     assert run is not None
     raise CampaignError(run.error or f"campaign `{name}` was planned already under {key}")
+
+
+def _refuse_journey_step(campaign: Campaign) -> None:
+    """A journey's send step has no audience of its own: its journey decides who is due."""
+    if campaign.kind == "journey":
+        raise CampaignError(
+            f"`{campaign.name}` is a step of a journey, which sends it to whoever reaches "
+            "that step; it cannot be previewed or run on its own"
+        )
 
 
 def _program_spec(program: Program, name: str) -> CampaignSpec:

@@ -2,7 +2,7 @@
 
 Fixed jobs: the request tick (launches, "run now", due runs: every
 ``scheduler.tick_seconds``), the stage and segment refresh, the nightly
-intelligence refresh and the clean-up. Then one cron job per active cycle
+intelligence refresh, the journeys' tick and the clean-up. Then one cron job per active cycle
 campaign, from the campaigns in the store. Every planning job calls the same
 :func:`core.planner.runs.plan_due_runs`, which plans everything due at once:
 cycles whose slots coincide are arbitrated by priority in one tick whichever
@@ -23,6 +23,7 @@ from sqlalchemy import select
 from core import clock
 from core.db import Store
 from core.intel.refresh import refresh_intel
+from core.journeys import advance_journeys
 from core.lifecycle import refresh_stages
 from core.models import Campaign
 from core.planner.runs import plan_due_runs
@@ -68,6 +69,7 @@ class JobCatalogue:
                 self.refresh,
             ),
             Job("intel", CronTrigger.from_crontab(scheduler.intel_schedule, zone), self.intel),
+            Job("journeys", IntervalTrigger(seconds=scheduler.journeys_seconds), self.journeys),
             Job("cleanup", CronTrigger.from_crontab(_CLEANUP_SCHEDULE, zone), self.cleanup),
         ]
         async with self.store.reading() as session:
@@ -120,6 +122,13 @@ class JobCatalogue:
             "recommendation_pairs": result.recommendations.pairs,
             "clv_fitted": int(result.fit is not None),
         }
+
+    async def journeys(self) -> Counts | None:
+        """Every journey one step further where its waits ended, its sends planned through
+        the contact policy; nothing recorded when no customer moved."""
+        tick = await advance_journeys(self.store, self.program, self.settings, clock.now())
+        counts = tick.counts()
+        return counts if any(value for key, value in counts.items() if key != "journeys") else None
 
     async def cleanup(self) -> Counts:
         """Old job runs go."""
