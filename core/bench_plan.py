@@ -206,7 +206,9 @@ async def _floor(store: Store, program: Program, specs: list[CampaignSpec], now:
 def _target_rules(program: Program, spec: CampaignSpec) -> list[Rule]:
     """The rules that together say who ``spec`` targets, as the catalogue evaluates them."""
     target = spec.target
-    rules = []
+    rules: list[Rule] = []
+    if target is None:  # a triggered campaign: whom its trigger matches
+        return rules
     if target.segment is not None:
         segment = program.segment(target.segment)
         rules.append(segment.rule)

@@ -117,8 +117,10 @@ class StatusChange:
 
 
 def campaign_definition(spec: CampaignSpec) -> dict[str, Any]:
-    """What ``Campaign.definition`` stores: the spec as JSON."""
-    return spec.model_dump(mode="json")
+    """What ``Campaign.definition`` stores: the spec as JSON. Only triggered campaigns have
+    a ``trigger``: left out of the others, their digests stay what they were before
+    triggers existed."""
+    return spec.model_dump(mode="json", exclude={"trigger"} if spec.trigger is None else None)
 
 
 def definition_digest(definition: Mapping[str, Any]) -> str:

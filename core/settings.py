@@ -55,6 +55,17 @@ class ImportSettings(_Section):
     parallel_parse_min_bytes: int = Field(8 * 1024 * 1024, ge=0)
 
 
+class IngestSettings(_Section):
+    """Events that arrive one batch at a time: ``POST /v1/events`` and ``cadence ingest -``."""
+
+    max_batch_events: int = Field(1000, ge=1, le=100_000)
+    """Events one request may carry (``cadence ingest -`` stores this many per transaction)."""
+    unknown_customers: Literal["reject", "create"] = "reject"
+    """An event of a customer Cadence does not know: refused, or the customer is created."""
+    max_future_minutes: float = Field(60.0, ge=0)
+    """An event dated further ahead of the server's clock than this is refused."""
+
+
 class SmtpSettings(_Section):
     """The outgoing mail server."""
 
@@ -233,6 +244,21 @@ class ApiSettings(_Section):
     link_secret: SecretStr | None = None
     """Signs links; default: a key generated once and kept in the store for every node."""
     max_body_bytes: int = Field(1024 * 1024, ge=1)
+    ingest_token_hashes: list[str] = Field(default_factory=list)
+    """Tokens that may post events, stored as ``sha256:<hex>`` (``cadence api token``
+    makes one); the tokens themselves are never stored."""
+
+    @field_validator("ingest_token_hashes")
+    @classmethod
+    def _token_hashes(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            algorithm, _, digest = entry.partition(":")
+            if algorithm != "sha256" or len(digest) != 64 or digest.strip("0123456789abcdef"):
+                raise ValueError(
+                    f"{entry[:20]!r} is not a token hash; use the `sha256:<hex>` line that "
+                    "`cadence api token` prints"
+                )
+        return value
 
 
 class Settings(BaseSettings):
@@ -252,6 +278,7 @@ class Settings(BaseSettings):
     secrets_dir: Path | None = None
     sqlite: SqliteSettings = SqliteSettings()
     imports: ImportSettings = ImportSettings()
+    ingest: IngestSettings = IngestSettings()
     smtp: SmtpSettings = SmtpSettings()
     api: ApiSettings = ApiSettings()
     policy: PolicySettings = PolicySettings()

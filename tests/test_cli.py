@@ -545,7 +545,7 @@ def test_program_validate_passes_the_default_program_and_names_a_mistake(cli: Cl
     cli.ok("init", "mine")
     target = cli.cwd / "mine"
     valid = cli.ok("--config", str(target), "program", "validate")
-    assert "is valid: 5 stages, 40 segments, 5 campaigns (1 ad-hoc, 4 cycle)" in valid
+    assert "is valid: 5 stages, 40 segments, 10 campaigns (1 ad-hoc, 4 cycle, 5 triggered)" in valid
 
     campaigns = target / "program" / "campaigns.toml"
     text = campaigns.read_text(encoding="utf-8")

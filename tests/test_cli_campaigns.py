@@ -49,13 +49,13 @@ def cadence(tmp_path: Path, database_url: str) -> StoreCli:
 
 def test_plan_then_apply_then_nothing_to_apply(cadence: StoreCli) -> None:
     planned = cadence.out("program", "plan")
-    assert "would change campaigns: 5 added, 0 changed, 0 removed; segments: 40 added" in planned
+    assert "would change campaigns: 10 added, 0 changed, 0 removed; segments: 40 added" in planned
     assert "│ + │ active-hv-monthly-offer" in planned and "│ + │ value-vip" in planned
     assert "`cadence segments refresh`" in planned  # the audiences through new segments
     assert "Run `cadence program apply`" in planned
 
     applied = cadence.out("program", "apply")
-    assert "as program version 1: campaigns: 5 added" in applied
+    assert "as program version 1: campaigns: 10 added" in applied
     assert "Nothing to apply: the database runs these files." in cadence.out("program", "plan")
     assert "Nothing changed" in cadence.out("program", "apply")
 
@@ -79,7 +79,7 @@ def test_plan_validates_the_files_first(cadence: StoreCli) -> None:
 def test_list_show_pause_and_resume(cadence: StoreCli) -> None:
     cadence.out("program", "apply")
     listed = cadence.out("campaign", "list")
-    assert "5 campaigns (times in UTC)" in listed
+    assert "10 campaigns (times in UTC)" in listed
     # NOW is Monday 12:00 UTC: the Monday 10:00 offer next runs a week later.
     offer = next(line for line in listed.splitlines() if "active-hv-monthly-offer" in line)
     assert "stage active, segment value-high" in offer and "2026-11-30 10:00" in offer

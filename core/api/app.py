@@ -12,6 +12,7 @@ from core.api.access_log import AccessLog
 from core.api.body_limit import BodyLimit
 from core.api.bounce_webhook import BounceWebhookRoutes
 from core.api.context import ApiContext
+from core.api.events import EventRoutes
 from core.api.health import HealthRoutes
 from core.api.in_app import InAppRoutes
 from core.api.metrics import MetricsRoutes
@@ -42,6 +43,7 @@ def create_app(store: Store, settings: Settings) -> Starlette:
         *BounceWebhookRoutes(context).routes,
         *InAppRoutes(context).routes,
         *MetricsRoutes(context).routes,
+        *EventRoutes(context).routes,
     ]
     return Starlette(
         routes=routes,

@@ -23,7 +23,7 @@ from itertools import chain, compress, repeat
 from operator import gt, itemgetter
 from typing import Any
 
-from sqlalchemy import Float, column, func, insert, select, table
+from sqlalchemy import Float, column, func, insert, literal, select, table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,18 +85,25 @@ class StoredEvents:
     inserted: int
     held: int
     """Inserted events dated after "now", waiting to be rolled up."""
+    ids: tuple[int, ...] = ()
+    """With ``with_ids``: the ids of the inserted events (not of those stored before)."""
 
 
-async def store_events(session: AsyncSession, rows: list[EventRow], now: datetime) -> StoredEvents:
-    """Store a batch of events idempotently and keep the rollups in step."""
+async def store_events(
+    session: AsyncSession, rows: list[EventRow], now: datetime, *, with_ids: bool = False
+) -> StoredEvents:
+    """Store a batch of events idempotently and keep the rollups in step; ``with_ids``
+    also returns the new events' ids, for the triggers that react to them."""
     if not rows:
         return StoredEvents(0, 0)
     if backend_of(session) == "postgresql":
-        return await _store_postgresql(session, rows, now)
-    return await _store_sqlite(session, rows, now)
+        return await _store_postgresql(session, rows, now, with_ids)
+    return await _store_sqlite(session, rows, now, with_ids)
 
 
-async def _store_sqlite(session: AsyncSession, rows: list[EventRow], now: datetime) -> StoredEvents:
+async def _store_sqlite(
+    session: AsyncSession, rows: list[EventRow], now: datetime, with_ids: bool
+) -> StoredEvents:
     # BEGIN IMMEDIATE makes this the only writer, so every rowid above `before` is ours.
     before = (await session.execute(select(func.coalesce(func.max(Event.id), 0)))).scalar_one()
     connection = await session.connection()
@@ -136,7 +143,10 @@ async def _store_sqlite(session: AsyncSession, rows: list[EventRow], now: dateti
             )
         )
         held = rowcount(result)
-    return StoredEvents(inserted, held)
+    ids: tuple[int, ...] = ()
+    if with_ids and inserted:
+        ids = tuple((await session.execute(select(Event.id).where(Event.id > before))).scalars())
+    return StoredEvents(inserted, held, ids)
 
 
 async def _insert_sqlite(connection: Any, rows: list[EventRow]) -> int:
@@ -157,7 +167,7 @@ async def _insert_sqlite(connection: Any, rows: list[EventRow]) -> int:
 
 
 async def _store_postgresql(
-    session: AsyncSession, rows: list[EventRow], now: datetime
+    session: AsyncSession, rows: list[EventRow], now: datetime, with_ids: bool
 ) -> StoredEvents:
     connection = await session.connection()
     await connection.exec_driver_sql(_PG_STAGING)
@@ -186,7 +196,8 @@ async def _store_postgresql(
     counts = select(
         select(func.count()).select_from(inserted).scalar_subquery(),
         select(func.count()).select_from(held).scalar_subquery(),
+        select(func.array_agg(inserted.c.id)).scalar_subquery() if with_ids else literal(None),
     ).add_cte(rolled)
     result = (await session.execute(counts)).one()
     await connection.exec_driver_sql("TRUNCATE events_incoming")
-    return StoredEvents(int(result[0]), int(result[1]))
+    return StoredEvents(int(result[0]), int(result[1]), tuple(result[2] or ()))

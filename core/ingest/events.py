@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 from itertools import repeat
 from operator import floordiv, sub
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.bulk import EventRow, store_events
+from core.db.dialect import backend_of, upsert
 from core.db.types import EPOCH, epoch_micros
 from core.ingest import fields
 from core.ingest.report import ImportReport
@@ -169,11 +170,25 @@ class EventImporter:
     kind = "events"
     required: tuple[str, ...] = ("customer_id", "type", "occurred_at")
 
-    def __init__(self, zone: ZoneInfo, now: datetime, source: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        zone: ZoneInfo,
+        now: datetime,
+        source: str,
+        max_bytes: int,
+        *,
+        unknown_customers: Literal["reject", "create"] = "reject",
+        keep_ids: bool = False,
+    ) -> None:
         self.zone = zone
         self.now = now
         self.default_source = source
         self.max_bytes = max_bytes
+        self.unknown_customers = unknown_customers
+        """``create``: an event of an unknown customer registers them (now) instead."""
+        self.keep_ids = keep_ids
+        self.stored_ids: list[int] = []
+        """With ``keep_ids``: the ids of the events this importer stored (not the repeats)."""
         self.customers = CustomerDirectory()
         self._csv_layout: _CsvLayout | None = None
 
@@ -334,6 +349,11 @@ class EventImporter:
         external_ids, *fields_after = zip(*records, strict=True)
         ids = await self.customers.resolve(session, set(external_ids))
         row_ids = list(map(ids.get, external_ids))
+        if None in row_ids and self.unknown_customers == "create":
+            unknown = {e for e, row_id in zip(external_ids, row_ids, strict=True) if row_id is None}
+            report.customers_created += await register_customers(session, unknown, self.now)
+            ids = await self.customers.resolve(session, unknown)
+            row_ids = list(map(ids.get, external_ids))
         refused: list[tuple[int, str]] = []
         if None in row_ids:
             rows: list[EventRow] = []
@@ -347,8 +367,31 @@ class EventImporter:
                     rows.append((row_id, *record[1:]))
         else:  # the common case, in C-level loops
             rows = list(zip(row_ids, *fields_after, strict=True))
-        stored = await store_events(session, rows, self.now)
+        stored = await store_events(session, rows, self.now, with_ids=self.keep_ids)
+        self.stored_ids.extend(stored.ids)
         report.inserted += stored.inserted
         report.unchanged += len(rows) - stored.inserted
         report.held += stored.held
         return refused
+
+
+async def register_customers(session: AsyncSession, external_ids: set[str], now: datetime) -> int:
+    """Create the customers ``external_ids`` names that do not exist yet, registered ``now``
+    with nothing else known; how many were created."""
+    rows = [
+        {
+            "external_id": external_id,
+            "registered_at": now,
+            "attributes": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for external_id in sorted(external_ids)
+    ]
+    if not rows:
+        return 0
+    statement = upsert(backend_of(session), Customer.__table__).on_conflict_do_nothing(
+        index_elements=["external_id"]
+    )
+    result = await session.execute(statement.returning(Customer.id), rows)
+    return len(result.all())

@@ -22,7 +22,7 @@ from core.db.dialect import backend_of, serialize_writers, upsert
 from core.durations import parse_duration
 from core.errors import CampaignError
 from core.models import Campaign, CampaignRun
-from core.planner.audience import resolve_audience
+from core.planner.audience import Audience, resolve_audience
 from core.planner.tick import RunPlan, RunRequest, plan_tick
 from core.policy import Outcome
 from core.program import Program
@@ -200,12 +200,33 @@ async def request_for_spec(
     session: AsyncSession, run_id: int, campaign_id: int, spec: CampaignSpec, program: Program
 ) -> RunRequest:
     """A :class:`RunRequest` for ``spec`` (stored or not yet: a preview)."""
+    audience = await target_audience(session, spec, program)
+    if audience is None:
+        raise CampaignError(
+            f"campaign `{spec.name}` has no target: it reaches whom its trigger matches, "
+            "when the trigger fires"
+        )
+    return spec_request(run_id, campaign_id, spec, audience)
+
+
+async def target_audience(
+    session: AsyncSession, spec: CampaignSpec, program: Program
+) -> Audience | None:
+    """The audience of ``spec``'s target (None: it has none, being triggered)."""
     target = spec.target
+    if target is None:
+        return None
     try:
         rule = None if target.rule is None else parse_rule(target.rule, params=program.params)
     except RuleError as error:
         raise CampaignError(f"campaign `{spec.name}`: its target rule: {error}") from None
-    audience = await resolve_audience(session, target.stage, target.segment, rule)
+    return await resolve_audience(session, target.stage, target.segment, rule)
+
+
+def spec_request(
+    run_id: int, campaign_id: int, spec: CampaignSpec, audience: Audience
+) -> RunRequest:
+    """A :class:`RunRequest` that plans ``spec`` for ``audience``."""
     return RunRequest(
         run_id=run_id,
         campaign_id=campaign_id,

@@ -41,6 +41,7 @@ from core.program.model import (
     StageSpec,
 )
 from core.program.schedules import schedule_trigger
+from core.program.triggers import TriggerRuleError, trigger_rules
 from core.rules import Rule, RuleError, parse_rule
 from core.templates import missing_template_files
 from core.tomlfile import line_of, read_toml
@@ -259,16 +260,18 @@ def _campaign(
         problems.add(path, text, (*loc, *field), message, name=spec.name)
 
     target = spec.target
-    if target.stage is not None and target.stage not in known.stages:
+    if target is not None and target.stage is not None and target.stage not in known.stages:
         problem(("target", "stage"), _unknown("stage", target.stage, known.stages))
-    if target.segment is not None and target.segment not in known.segments:
+    if target is not None and target.segment is not None and target.segment not in known.segments:
         problem(("target", "segment"), _unknown("segment", target.segment, known.segments))
     if spec.schedule is not None and (trouble := _schedule_problem(spec.schedule)):
         problem(("schedule",), trouble)
     for variant in spec.variants:
         if trouble := template_problem(variant, spec.channel, known.templates_dir):
             problem(("variants",), trouble)
-    if target.rule is None:
+    if spec.trigger is not None and not _trigger_compiles(spec, loc, path, text, known, problems):
+        return None
+    if target is None or target.rule is None:
         return CampaignDefinition(spec, None)
     try:
         return CampaignDefinition(spec, parse_rule(target.rule, params=known.params))
@@ -277,6 +280,30 @@ def _campaign(
         line = _rule_line(text, where, error)
         problems.add(path, text, where, str(error), name=spec.name, line=line)
         return None
+
+
+def _trigger_compiles(
+    spec: CampaignSpec,
+    loc: tuple[str | int, ...],
+    path: Path,
+    text: str,
+    known: _Known,
+    problems: _Problems,
+) -> bool:
+    """Whether the campaign's trigger rules compile (each problem reported at its line), and
+    a transactional triggered message keeps no control group."""
+    assert spec.trigger is not None
+    if spec.category == "transactional" and spec.control > 0:
+        message = "a transactional message is never withheld: set `control = 0`"
+        problems.add(path, text, (*loc, "control"), message, name=spec.name)
+    try:
+        trigger_rules(spec.trigger, known.params)
+    except TriggerRuleError as error:
+        where = (*loc, "trigger", error.field)
+        line = _rule_line(text, where, error.error) or line_of(text, (*loc, "trigger"))
+        problems.add(path, text, where, str(error), name=spec.name, line=line)
+        return False
+    return True
 
 
 def _journeys(

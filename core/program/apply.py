@@ -257,7 +257,9 @@ async def _plan(
     unknown = {change.name for change in (*segments.added, *segments.changed)}
     params = program.params
 
-    async def estimate(target: Mapping[str, Any]) -> int | None:
+    async def estimate(target: Mapping[str, Any] | None) -> int | None:
+        if target is None:  # a triggered campaign reaches whom its trigger matches
+            return None
         return await _audience_count(session, target, params, now, unknown)
 
     added: list[Change] = []

@@ -110,13 +110,47 @@ class GoalSpec(_Spec):
     within: Duration
 
 
+DateTriggerKind = Literal["birthday", "first_purchase_anniversary"]
+_LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class TriggerSpec(_Spec):
+    """What sends a triggered campaign: an event of type ``event`` (with a rule on the event
+    and one on the customer), or a ``date`` of the customer's, at ``send_at`` their time."""
+
+    event: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")] | None = None
+    event_rule: str | None = None
+    """A rule on the event: ``value``, ``source``, ``occurred_at`` and ``attr("property")``."""
+    customer_rule: str | None = None
+    """A rule on the customer, read when the event arrives (or on the date)."""
+    date: DateTriggerKind | None = None
+    send_at: Annotated[str, StringConstraints(pattern=_LOCAL_TIME)] = "10:00"
+    """Date triggers: the local time (HH:MM, the customer's time zone) the message goes."""
+
+    @model_validator(mode="after")
+    def _event_or_date(self) -> TriggerSpec:
+        if (self.event is None) == (self.date is None):
+            raise ValueError("needs exactly one of `event` or `date`")
+        if self.date is not None and self.event_rule is not None:
+            raise ValueError("an `event_rule` needs an `event` trigger, not a date one")
+        return self
+
+    @property
+    def local_time(self) -> tuple[int, int]:
+        """``send_at`` as (hour, minute)."""
+        hour, minute = self.send_at.split(":")
+        return int(hour), int(minute)
+
+
 class CampaignSpec(_Spec):
     """A campaign: who it targets, what it sends on which channel, and how often."""
 
     name: SegmentName
     description: str | None = None
     kind: CampaignKind
-    target: TargetSpec
+    target: TargetSpec | None = None
+    """Needed but for triggered campaigns, which reach whom their trigger matches (narrowed
+    by the target when they have one)."""
     channel: Channel
     variants: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]] = (
         Field(min_length=1)
@@ -134,6 +168,8 @@ class CampaignSpec(_Spec):
     """Cycles only: cron (minute hour day month weekday) in the program's time zone, or an
     interval (``every 2w``) counted from when the campaign was applied."""
     status: Literal["active", "paused", "archived"] = "active"
+    trigger: TriggerSpec | None = None
+    """Triggered campaigns only: the event or date that sends the campaign."""
 
     @model_validator(mode="after")
     def _schedule_fits_kind(self) -> CampaignSpec:
@@ -141,6 +177,19 @@ class CampaignSpec(_Spec):
             raise ValueError(f"a cycle campaign needs a `schedule`: {SCHEDULE_FORMAT}")
         if self.kind != "cycle" and self.schedule is not None:
             raise ValueError(f"only cycle campaigns have a `schedule`, not {self.kind} ones")
+        return self
+
+    @model_validator(mode="after")
+    def _trigger_fits_kind(self) -> CampaignSpec:
+        if self.kind == "triggered" and self.trigger is None:
+            raise ValueError(
+                'a triggered campaign needs a `trigger`, e.g. trigger = { event = "purchase" } '
+                'or trigger = { date = "birthday" }'
+            )
+        if self.kind != "triggered" and self.trigger is not None:
+            raise ValueError(f"only triggered campaigns have a `trigger`, not {self.kind} ones")
+        if self.kind != "triggered" and self.target is None:
+            raise ValueError("needs a `target`: a `stage`, a `segment` or both")
         return self
 
 

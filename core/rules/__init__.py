@@ -12,9 +12,9 @@ parameter. :func:`parse_rule` is the entry point; the grammar is in
 :mod:`core.rules.parser`.
 """
 
-from core.rules.compiler import join_rule_tables
+from core.rules.compiler import EVENT_SOURCE, join_rule_tables
 from core.rules.errors import RuleError
-from core.rules.fields import FIELD_NAMES, FIELDS, FieldSpec, describe_fields
+from core.rules.fields import EVENT_FIELDS, FIELD_NAMES, FIELDS, FieldSpec, describe_fields
 from core.rules.functions import FUNCTION_NAMES, FUNCTIONS, FunctionSpec
 from core.rules.nodes import Type
 from core.rules.parser import MAX_DEPTH, MAX_RULE_LENGTH
@@ -22,6 +22,8 @@ from core.rules.reference import CustomerFacts
 from core.rules.rule import Rule, parse_rule
 
 __all__ = [
+    "EVENT_FIELDS",
+    "EVENT_SOURCE",
     "FIELDS",
     "FIELD_NAMES",
     "FUNCTIONS",

@@ -19,7 +19,7 @@ from typing import cast
 
 from core.durations import parse_duration
 from core.rules.errors import RuleError
-from core.rules.fields import FIELD_NAMES, FIELDS
+from core.rules.fields import FIELDS, FieldSpec
 from core.rules.functions import FUNCTION_NAMES, FUNCTIONS, FunctionSpec
 from core.rules.nodes import (
     Arithmetic,
@@ -60,9 +60,18 @@ _WANTED = {
 }
 
 
-def check(tree: Node, text: str, params: Mapping[str, ParamValue]) -> Node:
-    """Type-check the parsed ``tree`` of ``text``; the result is a typed tree of type bool."""
-    checker = _Checker(text, _constants(params))
+def check(
+    tree: Node,
+    text: str,
+    params: Mapping[str, ParamValue],
+    fields: Mapping[str, FieldSpec] = FIELDS,
+) -> Node:
+    """Type-check the parsed ``tree`` of ``text``; the result is a typed tree of type bool.
+
+    ``fields`` are the names the rule may read: the customer catalogue, or another one
+    such as :data:`core.rules.fields.EVENT_FIELDS`, where ``has_event`` does not apply.
+    """
+    checker = _Checker(text, _constants(params, fields), fields)
     typed = checker.check(tree, Type.BOOL)
     if typed.type is not Type.BOOL:
         raise checker.error(
@@ -73,12 +82,14 @@ def check(tree: Node, text: str, params: Mapping[str, ParamValue]) -> Node:
     return typed
 
 
-def _constants(params: Mapping[str, ParamValue]) -> dict[str, tuple[ConstantValue, Type]]:
+def _constants(
+    params: Mapping[str, ParamValue], fields: Mapping[str, FieldSpec]
+) -> dict[str, tuple[ConstantValue, Type]]:
     """Parameters as typed constants, refusing names that would hide a field or function."""
     constants: dict[str, tuple[ConstantValue, Type]] = {}
     for name, value in params.items():
-        if name in FIELDS or name in FUNCTIONS:
-            kind = "field" if name in FIELDS else "function"
+        if name in fields or name in FUNCTIONS:
+            kind = "field" if name in fields else "function"
             raise RuleError(
                 f"parameter `{name}` has the name of a {kind}", hint="rename the parameter"
             )
@@ -107,9 +118,15 @@ def _determined(node: Node) -> bool:
 
 
 class _Checker:
-    def __init__(self, text: str, constants: Mapping[str, tuple[ConstantValue, Type]]) -> None:
+    def __init__(
+        self,
+        text: str,
+        constants: Mapping[str, tuple[ConstantValue, Type]],
+        fields: Mapping[str, FieldSpec],
+    ) -> None:
         self.text = text
         self.constants = constants
+        self.fields = fields
 
     def error(self, problem: str, node: Node, hint: str | None = None) -> RuleError:
         return RuleError(problem, text=self.text, offset=node.span.start, hint=hint)
@@ -221,7 +238,7 @@ class _Checker:
         return typed
 
     def name(self, node: Name) -> Node:
-        spec = FIELDS.get(node.name)
+        spec = self.fields.get(node.name)
         if spec is not None:
             return Field(node.name, span=node.span, type=spec.type)
         if node.name in self.constants:
@@ -233,7 +250,7 @@ class _Checker:
         raise self.error(
             f"unknown field `{node.name}`",
             node,
-            _suggestion(node.name, [*FIELD_NAMES, *self.constants]),
+            _suggestion(node.name, [*self.fields, *self.constants]),
         )
 
     def call(self, node: Call, hint: Type | None) -> Node:
@@ -329,6 +346,12 @@ class _Checker:
         return Attr(key, span=node.span, type=kind)
 
     def has_event(self, node: Call, event_type: Node, within: Node | None) -> HasEvent:
+        if self.fields is not FIELDS:
+            raise self.error(
+                "`has_event` reads a customer's events, not this one's",
+                node,
+                "move it to the rule on the customer",
+            )
         kind = self.text_constant(event_type, "has_event", "type")
         window = None
         if within is not None:

@@ -51,7 +51,7 @@ from core.db.sqlfunctions import (
     StartsWith,
 )
 from core.db.types import UtcDateTime
-from core.rules.fields import CUSTOMERS, EVENTS, FIELDS, JOINED_TABLES
+from core.rules.fields import CUSTOMERS, EVENT_FIELDS, EVENTS, FIELDS, JOINED_TABLES
 from core.rules.nodes import (
     Arithmetic,
     Attr,
@@ -156,6 +156,28 @@ class CatalogueSource:
 
 
 CATALOGUE = CatalogueSource()
+
+
+class EventSource:
+    """A rule on one event reads the ``events`` row: :data:`EVENT_FIELDS` and, through
+    ``attr()``, its properties. The checker refuses ``has_event`` in such a rule."""
+
+    @property
+    def customer_id(self) -> ColumnElement[int]:
+        return EVENTS.c.customer_id
+
+    def field(self, name: str, kind: Type) -> Sql:
+        column = EVENT_FIELDS[name].column
+        return RealNumber(column) if kind is Type.NUMBER else column
+
+    def attribute(self, key: str, kind: Type) -> Sql:
+        return _ATTRIBUTES[kind](EVENTS.c.properties, key)
+
+    def has_event(self, event_type: str, now: Sql, since: Sql | None) -> Sql:
+        raise TypeError("a rule on an event has no has_event (the checker refuses it)")
+
+
+EVENT_SOURCE = EventSource()
 
 
 def compile_condition(

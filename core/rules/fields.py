@@ -156,3 +156,14 @@ FIELD_NAMES: tuple[str, ...] = tuple(FIELDS)
 def describe_fields() -> list[tuple[str, str, str]]:
     """(name, type, description) for every field, for documentation and the console."""
     return [(spec.name, spec.type.value, spec.description) for spec in _SPECS]
+
+
+_e = EVENTS.c
+_EVENT_SPECS = (
+    _spec("value", Type.NUMBER, _e.value, "the event's amount (a purchase's, a win's or loss's)"),
+    _spec("source", Type.TEXT, _e.source, "where the event came from, e.g. api or import"),
+    _spec("occurred_at", Type.TIME, _e.occurred_at, "when the event happened"),
+)
+
+EVENT_FIELDS: Mapping[str, FieldSpec] = {spec.name: spec for spec in _EVENT_SPECS}
+"""What a rule on one event reads; ``attr("name")`` there reads the event's properties."""

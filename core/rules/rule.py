@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, select
 from core.clock import as_utc
 from core.rules.checker import ParamValue, check
 from core.rules.compiler import CATALOGUE, RuleSource, compile_condition, join_rule_tables
-from core.rules.fields import CUSTOMERS, EVENTS, FIELDS
+from core.rules.fields import CUSTOMERS, EVENTS, FIELDS, FieldSpec
 from core.rules.nodes import Field, HasEvent, Node, walk
 from core.rules.parser import parse
 from core.rules.reference import CustomerFacts, evaluate
@@ -49,15 +49,22 @@ class Rule:
         return evaluate(self.tree, customer, as_utc(now)) is True
 
 
-def parse_rule(text: str, *, params: Mapping[str, ParamValue] | None = None) -> Rule:
+def parse_rule(
+    text: str,
+    *,
+    params: Mapping[str, ParamValue] | None = None,
+    catalogue: Mapping[str, FieldSpec] = FIELDS,
+) -> Rule:
     """Parse and type-check ``text``; raise :class:`RuleError` pointing at the first problem.
 
     ``params`` are the program's named constants (e.g. ``{"inactive_days": 60}``);
-    a rule reads each as a literal of its value's type.
+    a rule reads each as a literal of its value's type. ``catalogue`` is what the rule
+    reads: the customer fields, or :data:`~core.rules.fields.EVENT_FIELDS` for a rule on
+    one event (compile it over :data:`~core.rules.compiler.EVENT_SOURCE`).
     """
-    tree = check(parse(text), text, params or {})
+    tree = check(parse(text), text, params or {}, catalogue)
     fields = frozenset(node.name for node in walk(tree) if isinstance(node, Field))
-    tables = {CUSTOMERS.name}.union(*(FIELDS[name].tables for name in fields))
+    tables = {CUSTOMERS.name}.union(*(catalogue[name].tables for name in fields))
     if any(isinstance(node, HasEvent) for node in walk(tree)):
         tables.add(EVENTS.name)
     return Rule(text, tree, fields, frozenset(tables))

@@ -1,0 +1,151 @@
+"""Date triggers: a customer's birthday and the anniversary of their first purchase, sent at
+the campaign's local time (``send_at``) in the customer's own time zone.
+
+Customers are grouped by time zone (those without a valid one use the
+program's). Once a group's local clock has passed ``send_at``, the customers
+whose day it is there get one run keyed by the campaign, the local date and the
+zone, so firing again that day, hourly or after a restart, sends nothing new.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import Store
+from core.db.dialect import serialize_writers
+from core.planner.runs import PlannedRun
+from core.program import Program
+from core.rules import join_rule_tables
+from core.rules.fields import CUSTOMERS, FIELDS
+from core.settings import Settings
+from core.triggers.live import LiveTrigger, live_triggers, plan_match
+
+OCCASION = "date"
+"""``CampaignRun.occasion`` of a run a date trigger planned."""
+YEARS_BACK = 120
+"""How far back birthdays and first purchases are looked for."""
+
+_FIRST_PURCHASE = FIELDS["first_purchase_at"]
+_ZONE = CUSTOMERS.c.time_zone
+
+
+async def fire_date_triggers(
+    store: Store, program: Program, settings: Settings, now: datetime
+) -> list[PlannedRun]:
+    """Fire every active date trigger whose local send time has come today, per time zone,
+    in one transaction; the runs planned (none new when the day was fired already)."""
+    async with store.transaction() as session:
+        return await fire_date_triggers_in(session, program, settings, now)
+
+
+async def fire_date_triggers_in(
+    session: AsyncSession, program: Program, settings: Settings, now: datetime
+) -> list[PlannedRun]:
+    """:func:`fire_date_triggers` inside ``session``'s transaction."""
+    triggers = [t for t in await live_triggers(session, program) if t.trigger.date is not None]
+    if not triggers:
+        return []
+    await serialize_writers(session, "planner")
+    stored = (await session.execute(select(_ZONE).distinct())).scalars()
+    zones = _zone_groups(stored, settings.zone)
+    planned = []
+    for trigger in triggers:
+        hour, minute = trigger.trigger.local_time
+        for zone, names in sorted(zones.items()):
+            local = now.astimezone(ZoneInfo(zone))
+            if local.time() < time(hour, minute):
+                continue
+            matched = _matching(trigger, local.date(), ZoneInfo(zone), names, now)
+            if not (await session.execute(matched.limit(1))).first():
+                continue
+            key = f"{trigger.trigger.date}:{local.date().isoformat()}:{zone}"
+            run = await plan_match(session, program, settings, trigger, matched, key, OCCASION, now)
+            if run is not None:
+                planned.append(run)
+    return planned
+
+
+def _zone_groups(
+    stored: Iterable[str | None], program_zone: ZoneInfo
+) -> dict[str, list[str | None]]:
+    """The stored ``time_zone`` values by the zone they mean: none, an unknown name or the
+    program's own go to the program's zone."""
+    groups: dict[str, list[str | None]] = defaultdict(list)
+    groups[program_zone.key].append(None)
+    for name in stored:
+        if name is not None:
+            groups[_zone_key(name) or program_zone.key].append(name)
+    return groups
+
+
+def _zone_key(name: str) -> str | None:
+    try:
+        return ZoneInfo(name).key
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _matching(
+    trigger: LiveTrigger,
+    day: date,
+    zone: ZoneInfo,
+    names: list[str | None],
+    now: datetime,
+) -> Select[Any]:
+    """``customer_id`` of the customers in the zone ``names`` whose ``day`` it is."""
+    in_zone = or_(
+        _ZONE.in_([name for name in names if name is not None]),
+        _ZONE.is_(None) if None in names else false(),
+    )
+    rule = trigger.rules.customer_rule
+    tables = {CUSTOMERS.name, *(rule.tables if rule is not None else ())}
+    on_day: ColumnElement[bool]
+    if trigger.trigger.date == "birthday":
+        years = range(day.year - YEARS_BACK, day.year + 1)
+        on_day = CUSTOMERS.c.birthday.in_(_same_day(day, years))
+    else:
+        tables.update(_FIRST_PURCHASE.tables)
+        years = range(day.year - YEARS_BACK, day.year)
+        on_day = _within_local_days(_FIRST_PURCHASE.column, _same_day(day, years), zone)
+    conditions = [in_zone, on_day]
+    if rule is not None:
+        conditions.append(rule.condition(now))
+    return (
+        select(CUSTOMERS.c.id.label("customer_id"))
+        .select_from(join_rule_tables(CUSTOMERS, tables))
+        .where(*conditions)
+    )
+
+
+def _same_day(day: date, years: Iterable[int]) -> list[date]:
+    """``day``'s month and day in each of ``years``; 29 February is kept on 28 February in
+    the years that lack it, so a leap-day birthday is never skipped."""
+    dates = []
+    for year in years:
+        if (day.month, day.day) == (2, 29) and not calendar.isleap(year):
+            continue
+        dates.append(day.replace(year=year))
+        leap_day_kept = (day.month, day.day) == (2, 28) and not calendar.isleap(day.year)
+        if leap_day_kept and calendar.isleap(year):
+            dates.append(date(year, 2, 29))
+    return dates
+
+
+def _within_local_days(
+    column: ColumnElement[datetime], days: list[date], zone: ZoneInfo
+) -> ColumnElement[bool]:
+    """Whether the moment ``column`` falls on one of ``days`` as the clock reads in ``zone``."""
+    ranges = []
+    for day in days:
+        start = datetime.combine(day, time(), zone).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time(), zone).astimezone(UTC)
+        ranges.append(and_(column >= start, column < end))
+    return or_(*ranges) if ranges else false()
