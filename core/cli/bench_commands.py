@@ -94,3 +94,20 @@ def bench_deliver(messages: int, connections: int, processes: int) -> None:
 
     load_command_settings()
     click.echo(json.dumps(run_fast(benchmark_deliver(messages, connections, processes))))
+
+
+@bench.command("trigger")
+@click.option("--events", default=20_000, show_default=True, type=click.IntRange(1))
+@click.option("--rate", default=200.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--url", help="Post to this running node instead of starting one.")
+@click.option("--token", help="With --url: an ingest token of that node.")
+@click.option("--database-url", help="Start the node on this PostgreSQL database (emptied).")
+@common_options
+def bench_trigger(
+    events: int, rate: float, url: str | None, token: str | None, database_url: str | None
+) -> None:
+    """Post EVENTS purchases at RATE a second; latency from receipt to the outbox row."""
+    from core.bench_trigger import bench_trigger as benchmark_trigger
+
+    load_command_settings()
+    click.echo(json.dumps(run(benchmark_trigger(events, rate, url, token, database_url))))

@@ -1,0 +1,241 @@
+"""``cadence bench trigger``: events posted over HTTP at a steady rate, and how long each
+takes from receipt to its triggered message's outbox row.
+
+Setup, not timed: a fresh store (a SQLite file, or the PostgreSQL database
+given, emptied) with ``events`` customers (an e-mail address and consent
+each) and a program whose one triggered campaign, a transactional receipt,
+matches every ``purchase``; then ``cadence run`` in its own process, serving
+the API on a free loopback port. With ``url``, a running node is used instead
+(its program must trigger on ``purchase`` for the customers ``bench-N``).
+
+Timed: one purchase a request, of a different customer each, sent at
+``rate`` a second on a fixed schedule (open loop: a slow answer does not
+delay the next request). The API answers once the transaction that stored
+the event and wrote its outbox row has committed, so the time from the
+scheduled send to the answer bounds "receipt to outbox row" from above.
+``lost``: events without their outbox row (with a fresh store, counted in the
+database; with ``url``, events not accepted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select, text
+
+from config import DEFAULT_CONFIG_DIR
+from core.api.auth import new_ingest_token
+from core.bench_data import CACHE_DIR
+from core.db import open_store
+from core.models import OutboxMessage
+from core.settings import Settings
+
+CAMPAIGN = """
+[[campaign]]
+name = "bench-receipt"
+kind = "triggered"
+category = "transactional"
+trigger = { event = "purchase" }
+channel = "file"
+variants = ["receipt"]
+priority = 100
+control = 0
+"""
+
+
+async def bench_trigger(
+    events: int, rate: float, url: str | None, token: str | None, database_url: str | None
+) -> dict[str, Any]:
+    """Run the benchmark; the JSON line's fields (see the module docstring)."""
+    if url is not None:
+        latencies, refused = await _post_all(url, token or "", events, rate)
+        return _result(events, rate, latencies, refused, "url")
+    CACHE_DIR.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR) as scratch:
+        token, digest = new_ingest_token()
+        port = _free_port()
+        if database_url is not None:
+            await _empty_postgresql(database_url)
+        config, database = _prepare(scratch, database_url, port, digest, events)
+        node = _start_node(config)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            await _wait_healthy(base, node)
+            latencies, refused = await _post_all(base, token, events, rate)
+        finally:
+            node.send_signal(signal.SIGTERM)
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        settings = Settings(database_url=database, settings_file=config)
+        store = open_store(settings)
+        try:
+            async with store.reading() as session:
+                written = await session.scalar(select(func.count()).select_from(OutboxMessage))
+        finally:
+            await store.close()
+        result = _result(events, rate, latencies, refused, store.backend)
+        result["lost"] = events - int(written or 0)
+        return result
+
+
+def _result(
+    events: int, rate: float, latencies: list[float], refused: int, database: str
+) -> dict[str, Any]:
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if latencies else [0.0] * 99
+    return {
+        "benchmark": "trigger",
+        "database": database,
+        "events": events,
+        "rate": rate,
+        "p50_ms": round(cuts[49] * 1000, 1),
+        "p95_ms": round(cuts[94] * 1000, 1),
+        "p99_ms": round(cuts[98] * 1000, 1),
+        "max_ms": round(max(latencies, default=0.0) * 1000, 1),
+        "refused": refused,
+        "lost": refused,
+    }
+
+
+async def _post_all(base: str, token: str, events: int, rate: float) -> tuple[list[float], int]:
+    """Post one purchase a request at ``rate`` a second; each answer's latency, and how
+    many events were not accepted."""
+    latencies: list[float] = []
+    refused = 0
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60) as http:
+
+        async def post(index: int, due: float) -> None:
+            nonlocal refused
+            body = {
+                "events": [
+                    {
+                        "customer_id": f"bench-{index}",
+                        "type": "purchase",
+                        "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "value": 10 + index % 90,
+                        "idempotency_key": f"bench-order-{index}",
+                    }
+                ]
+            }
+            try:
+                answer = await http.post("/v1/events", json=body)
+                accepted = answer.status_code == 200
+            except httpx.HTTPError:
+                accepted = False
+            latencies.append(time.perf_counter() - due)
+            refused += 0 if accepted else 1
+
+        start = time.perf_counter() + 0.1
+        tasks = []
+        for index in range(events):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(index, due)))
+        await asyncio.gather(*tasks)
+    return latencies, refused
+
+
+def _prepare(
+    scratch: str, database_url: str | None, port: int, digest: str, customers: int
+) -> tuple[Path, str]:
+    """The settings file of a fresh store at the latest schema, the program applied and
+    ``customers`` customers imported; and the database's URL."""
+    folder = Path(scratch).resolve()
+    database = database_url or f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+    config = _write_config(folder, database, port, digest)
+    _cadence(config, "db", "upgrade")
+    _cadence(config, "program", "apply")
+    path = folder / "customers.csv"
+    rows = (f"bench-{i},bench-{i}@bench.example,yes\n" for i in range(customers))
+    path.write_text("customer_id,email,consent_email\n" + "".join(rows))
+    _cadence(config, "import", "customers", str(path))
+    return config, database
+
+
+def _start_node(config: Path) -> subprocess.Popen[bytes]:
+    """``cadence run`` on the benchmark's settings, in its own process."""
+    command = [sys.executable, "-c", "from core.cli import main; main()", "--config", str(config)]
+    return subprocess.Popen([*command, "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _write_config(folder: Path, database: str, port: int, digest: str) -> Path:
+    program = folder / "program"
+    program.mkdir()
+    for name in ("stages.toml", "segments.toml", "scores.toml"):
+        shutil.copy(DEFAULT_CONFIG_DIR / "program" / name, program / name)
+    (program / "campaigns.toml").write_text(CAMPAIGN)
+    config = folder / "cadence.toml"
+    config.write_text(
+        f"""database_url = "{database}"
+program_dir = "program"
+templates_dir = "{DEFAULT_CONFIG_DIR / "templates"}"
+
+[api]
+port = {port}
+ingest_token_hashes = ["{digest}"]
+
+[policy]
+quiet_hours = "off"
+
+[channels.file]
+path = "{folder / "outbox.jsonl"}"
+"""
+    )
+    return config
+
+
+def _cadence(config: Path, *arguments: str) -> None:
+    command = [sys.executable, "-c", "from core.cli import main; main()", "--config", str(config)]
+    subprocess.run(
+        [*command, *arguments], check=True, stdout=subprocess.DEVNULL, env=dict(os.environ)
+    )
+
+
+async def _empty_postgresql(database_url: str) -> None:
+    """Drop every table of the benchmark's PostgreSQL database: a fresh store."""
+    store = open_store(Settings(database_url=database_url))
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("DROP SCHEMA public CASCADE"))
+            await session.execute(text("CREATE SCHEMA public"))
+    finally:
+        await store.close()
+
+
+async def _wait_healthy(base: str, node: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=base) as http:
+        for _ in range(300):
+            if node.poll() is not None:
+                raise RuntimeError(f"cadence run exited with {node.returncode}")
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("cadence run did not answer /healthz within 30 s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
