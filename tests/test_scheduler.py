@@ -62,7 +62,7 @@ async def test_jobs_are_the_fixed_ones_and_one_per_active_cycle_campaign(
     jobs = await JobCatalogue(store, program_settings, load_program(PROGRAM)).jobs()
 
     names = [job.name for job in jobs]
-    fixed = [REQUESTS_JOB, "refresh", "intel", "journeys", "cleanup"]
+    fixed = [REQUESTS_JOB, "refresh", "intel", "journeys", "date-triggers", "cleanup"]
     assert names == [*fixed, f"{CYCLE_PREFIX}weekly"]
     cycle = jobs[-1].trigger.get_next_fire_time(None, NOW)
     assert cycle is not None and cycle.weekday() == 0 and cycle.hour == 10

@@ -2,7 +2,8 @@
 
 Fixed jobs: the request tick (launches, "run now", due runs: every
 ``scheduler.tick_seconds``), the stage and segment refresh, the nightly
-intelligence refresh, the journeys' tick and the clean-up. Then one cron job per active cycle
+intelligence refresh, the journeys' tick, the date triggers (birthdays and
+anniversaries, in each customer's time zone) and the clean-up. Then one cron job per active cycle
 campaign, from the campaigns in the store. Every planning job calls the same
 :func:`core.planner.runs.plan_due_runs`, which plans everything due at once:
 cycles whose slots coincide are arbitrated by priority in one tick whichever
@@ -11,7 +12,7 @@ job fires first, and missed slots coalesce.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,13 +27,14 @@ from core.intel.refresh import refresh_intel
 from core.journeys import advance_journeys
 from core.lifecycle import refresh_stages
 from core.models import Campaign
-from core.planner.runs import plan_due_runs
+from core.planner.runs import PlannedRun, plan_due_runs
 from core.policy import Outcome
 from core.program import Program
 from core.program.schedules import schedule_trigger
 from core.scheduler.records import Counts, forget_job_runs
 from core.segments import refresh_segments
 from core.settings import Settings
+from core.triggers import fire_date_triggers
 
 REQUESTS_JOB = "requests"
 CYCLE_PREFIX = "cycle:"
@@ -70,6 +72,8 @@ class JobCatalogue:
             ),
             Job("intel", CronTrigger.from_crontab(scheduler.intel_schedule, zone), self.intel),
             Job("journeys", IntervalTrigger(seconds=scheduler.journeys_seconds), self.journeys),
+            # Every quarter of an hour: zones at :30 and :45 offsets reach their send time too.
+            Job("date-triggers", CronTrigger(minute="*/15", timezone=zone), self.date_triggers),
             Job("cleanup", CronTrigger.from_crontab(_CLEANUP_SCHEDULE, zone), self.cleanup),
         ]
         async with self.store.reading() as session:
@@ -87,18 +91,16 @@ class JobCatalogue:
 
     async def plan(self) -> Counts | None:
         """Plan every run that is due (cycle slots, launches, "run now")."""
-        planned = await plan_due_runs(self.store, self.program, self.settings, clock.now())
-        if not planned:
-            return None
-        plans = [run.plan for run in planned]
-        return {
-            "runs": len(plans),
-            "targeted": sum(plan.targeted for plan in plans),
-            "queued": sum(plan.count(Outcome.QUEUED) for plan in plans),
-            "held": sum(plan.count(Outcome.HELD) for plan in plans),
-            "control": sum(plan.count(Outcome.CONTROL) for plan in plans),
-            "excluded": sum(plan.excluded for plan in plans),
-        }
+        return _planned_counts(
+            await plan_due_runs(self.store, self.program, self.settings, clock.now())
+        )
+
+    async def date_triggers(self) -> Counts | None:
+        """Birthdays and first-purchase anniversaries whose local send time has come in
+        each time zone (a day already fired sends nothing new)."""
+        return _planned_counts(
+            await fire_date_triggers(self.store, self.program, self.settings, clock.now())
+        )
 
     async def refresh(self) -> Counts:
         """Lifecycle stages, then every segment."""
@@ -134,3 +136,18 @@ class JobCatalogue:
         """Old job runs go."""
         keep = timedelta(days=self.settings.scheduler.keep_job_runs_days)
         return {"job_runs_deleted": await forget_job_runs(self.store, clock.now() - keep)}
+
+
+def _planned_counts(planned: Sequence[PlannedRun]) -> Counts | None:
+    """What a planning job planned, summed over its runs; None when it planned nothing."""
+    if not planned:
+        return None
+    plans = [run.plan for run in planned]
+    return {
+        "runs": len(plans),
+        "targeted": sum(plan.targeted for plan in plans),
+        "queued": sum(plan.count(Outcome.QUEUED) for plan in plans),
+        "held": sum(plan.count(Outcome.HELD) for plan in plans),
+        "control": sum(plan.count(Outcome.CONTROL) for plan in plans),
+        "excluded": sum(plan.excluded for plan in plans),
+    }
