@@ -1,0 +1,317 @@
+"""The simulation's run over simulated time: the leader's jobs at their due times, delivery
+through the file channel, and the customers' answers written back as events.
+
+Time moves from one moment something is due to the next (a job's fire time, a held
+message's release), not second by second: at each moment the events dated up to it are
+stored through the ordinary bulk path (so rollups stay right), the due jobs run (the
+same work functions the scheduler's jobs call), every due run is planned, the due
+messages are delivered and the customers answer them.
+
+Delivery goes through a real :class:`~core.delivery.DeliveryWorker` whose every channel
+is a JSON-lines :class:`~channels.file.FileChannel` (one file per channel): the outbox
+keeps the program's channels (so consent, suppressions and templates are the real
+ones), and nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import func, select
+
+from channels.base import Channel
+from channels.file import FileChannel
+from core import clock
+from core.db import Store
+from core.db.bulk import EventRow, store_events
+from core.db.types import EPOCH, epoch_micros
+from core.delivery import DeliveryWorker
+from core.durations import parse_duration
+from core.message_events import message_event
+from core.models import Campaign, Customer, OutboxMessage
+from core.program import Program
+from core.scheduler.jobs import REQUESTS_JOB, Job, JobCatalogue
+from core.settings import Settings
+from core.simulate.behaviour import (
+    Behaviour,
+    Events,
+    FloatArray,
+    IntArray,
+    Population,
+    Responder,
+    Sent,
+    background_events,
+    make_population,
+)
+from core.templates import Templates
+
+SOURCE = "simulation"
+_FINEST = timedelta(hours=1)
+"""Interval jobs run at most this often in simulated time (the request tick runs at every
+step anyway)."""
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass
+class Tallies:
+    """What the customers did, per campaign name: opens and clicks stored."""
+
+    opened: dict[str, int] = field(default_factory=dict)
+    clicked: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    """Events the simulation stored."""
+
+
+def micros(moment: datetime) -> int:
+    return epoch_micros(moment.astimezone(UTC).replace(tzinfo=None))
+
+
+def moment(at: int) -> datetime:
+    return (EPOCH + at * _MICROSECOND).replace(tzinfo=UTC)
+
+
+class SimulatedWorld:
+    """A store with its customers, the program's jobs and the customers' behaviour."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        program: Program,
+        behaviour: Behaviour,
+        seed: int,
+        output: Path,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.program = program
+        self.behaviour = behaviour
+        self.seed = seed
+        self.output = output
+        self.catalogue = JobCatalogue(store, settings, program)
+        self.tallies = Tallies()
+        self._templates = Templates(settings.resolve(settings.templates_dir), settings.templates)
+        self._pending: list[Events] = []
+        self.campaigns: dict[int, tuple[str, str | None, int]] = {}
+        """Campaign id -> name, goal event, goal window (micros)."""
+        self._outbox_campaigns: dict[int, str] = {}
+        """Outbox id -> campaign name, for the messages sent so far."""
+        self._people: Population | None = None
+        self._responder: Responder | None = None
+
+    async def run(self, start: datetime, end: datetime) -> None:
+        """Move the installed :class:`~core.clock.FixedClock` from ``start`` to ``end``."""
+        sim_clock = clock.FixedClock(start)
+        with clock.using(sim_clock):
+            population = self._people = await self._population()
+            background = background_events(population, micros(start), micros(end), self.seed)
+            self._responder = Responder(population, self.behaviour, background, self.seed)
+            self._pending.append(_timeline(background))
+            await self.catalogue.intel()
+            await self.catalogue.refresh()
+            jobs = [job for job in await self.catalogue.jobs() if job.name != REQUESTS_JOB]
+            fires = {job.name: _next_fire(job, start, start) for job in jobs}
+            now = start
+            while True:
+                await self._step(jobs, fires, start, now)
+                if now >= end:
+                    break
+                upcoming = [fire for fire in fires.values() if fire is not None]
+                upcoming += [end, *await self._next_release(now)]
+                now = min(upcoming)
+                sim_clock.set(now)
+                await self._store_events_until(now)
+            await self.catalogue.refresh()
+            await self.learn_campaigns()
+
+    @property
+    def people(self) -> Population:
+        assert self._people is not None, "run() reads the customers first"
+        return self._people
+
+    async def _step(
+        self, jobs: list[Job], fires: dict[str, datetime | None], start: datetime, now: datetime
+    ) -> None:
+        for job in jobs:
+            fire = fires[job.name]
+            if fire is None or fire > now:
+                continue
+            fires[job.name] = _next_fire(job, start, now)
+            # Cycle jobs only plan, which every step does below; refresh before planning.
+            if job.work != self.catalogue.plan:
+                await job.work()
+        await self.catalogue.plan()
+        await self._deliver(now)
+
+    async def _population(self) -> Population:
+        async with self.store.reading() as session:
+            rows = (
+                await session.execute(
+                    select(Customer.id, Customer.time_zone, Customer.attributes).order_by(
+                        Customer.id
+                    )
+                )
+            ).all()
+        program_zone = self.settings.time_zone
+        return make_population(
+            [row[0] for row in rows],
+            [row[1] or program_zone for row in rows],
+            [str((row[2] or {}).get("persona", "")) for row in rows],
+            self.behaviour,
+            self.seed,
+        )
+
+    async def learn_campaigns(self) -> None:
+        """Name, goal event and goal window (micros) of every campaign in the store."""
+        async with self.store.reading() as session:
+            rows = await session.execute(select(Campaign.id, Campaign.name, Campaign.definition))
+        for campaign_id, name, definition in rows.all():
+            goal = definition.get("goal") or {}
+            # Goals are validated with the program, so a stored one parses.
+            within = parse_duration(goal["within"]) if goal else None
+            window = within // _MICROSECOND if within else 0
+            self.campaigns[campaign_id] = (name, goal.get("event"), window)
+
+    async def _next_release(self, now: datetime) -> list[datetime]:
+        """When the next message held for later becomes due, if any."""
+        async with self.store.reading() as session:
+            due = await session.scalar(
+                select(func.min(OutboxMessage.due_at)).where(
+                    OutboxMessage.state.in_(("queued", "retry")), OutboxMessage.due_at > now
+                )
+            )
+        return [due] if due is not None else []
+
+    async def _deliver(self, now: datetime) -> None:
+        """Send what is due through the file channels, then draw the customers' answers."""
+        async with self.store.reading() as session:
+            waiting = await session.scalars(
+                select(OutboxMessage.channel)
+                .distinct()
+                .where(OutboxMessage.state == "queued", OutboxMessage.due_at <= now)
+            )
+            names = sorted(waiting)
+        if not names:
+            return
+        channels: dict[str, Channel] = {
+            name: FileChannel(
+                self.output / f"messages-{name}.jsonl", "jsonl", self.settings.channels.email
+            )
+            for name in names
+        }
+        worker = DeliveryWorker(
+            self.store,
+            self.settings,
+            channels,
+            self._templates,
+            owner=SOURCE,
+            rng=random.Random(self.seed),
+        )
+        await worker.run(until_idle=True)
+        await self._respond(now)
+
+    async def _respond(self, now: datetime) -> None:
+        outbox = OutboxMessage.__table__.c
+        async with self.store.reading() as session:
+            rows = (
+                await session.execute(
+                    select(outbox.id, outbox.customer_id, outbox.campaign_id, outbox.created_at)
+                    .where(outbox.state == "sent", outbox.sent_at >= now)
+                    .order_by(outbox.id)
+                )
+            ).all()
+        if not rows:
+            return
+        if any(row[2] not in self.campaigns for row in rows):
+            await self.learn_campaigns()
+        campaigns = [self.campaigns[row[2]] for row in rows]
+        sent = Sent(
+            outbox_id=np.array([row[0] for row in rows], dtype=np.int64),
+            who=self.people.positions(np.array([row[1] for row in rows], dtype=np.int64)),
+            planned_at=np.array([micros(row[3]) for row in rows], dtype=np.int64),
+            sent_at=micros(now),
+            goal=[goal for _, goal, _ in campaigns],
+            window=np.array([window for _, _, window in campaigns], dtype=np.int64),
+        )
+        self._outbox_campaigns.update(
+            (row[0], name) for row, (name, _, _) in zip(rows, campaigns, strict=True)
+        )
+        assert self._responder is not None, "run() sets the responder up"
+        self._pending.append(self._responder.respond(sent, self._utc_offsets(now)))
+
+    def _utc_offsets(self, now: datetime) -> IntArray:
+        return np.array(
+            [
+                int((ZoneInfo(name).utcoffset(now) or timedelta()).total_seconds() // 60)
+                for name in self.people.zones
+            ],
+            dtype=np.int64,
+        )
+
+    async def _store_events_until(self, now: datetime) -> None:
+        """Store every pending event dated up to ``now`` (and keep the rest pending)."""
+        rows: list[EventRow] = []
+        still: list[Events] = []
+        for events in self._pending:
+            due, later = events.split(micros(now))
+            rows += self._rows(due)
+            if len(later):
+                still.append(later)
+        self._pending = still
+        batch = self.settings.imports.batch_size
+        for first in range(0, len(rows), batch):
+            async with self.store.transaction() as session:
+                await store_events(session, rows[first : first + batch], now)
+        self.tallies.events += len(rows)
+
+    def _rows(self, events: Events) -> list[EventRow]:
+        """``events`` as rows for :func:`~core.db.bulk.store_events`, opens and clicks
+        counted by campaign."""
+        rows: list[EventRow] = []
+        tallies = self.tallies
+        customers = self.people.ids[events.who].tolist()
+        columns = (events.kind.tolist(), events.at.tolist(), events.value.tolist())
+        for customer, kind, at, value, outbox_id in zip(
+            customers, *columns, events.outbox_id.tolist(), strict=True
+        ):
+            properties: dict[str, object] = {}
+            if outbox_id >= 0:
+                campaign = self._outbox_campaigns[outbox_id]
+                properties = {"outbox_id": outbox_id, "campaign": campaign}
+                counts = tallies.opened if kind == "message_opened" else tallies.clicked
+                counts[campaign] = counts.get(campaign, 0) + 1
+            row = message_event(customer, kind, moment(at), properties, source=SOURCE)
+            # message_event rows carry no value; a purchase does.
+            rows.append(row if math.isnan(value) else (*row[:3], value, *row[4:]))
+        return rows
+
+
+def _timeline(background: dict[str, tuple[IntArray, IntArray, FloatArray]]) -> Events:
+    """Every background event in one :class:`Events`, in time order."""
+    kinds = sorted(background)
+    return Events.sorted(
+        np.concatenate([background[kind][0] for kind in kinds]),
+        np.concatenate([np.full(len(background[kind][0]), kind) for kind in kinds]),
+        np.concatenate([background[kind][1] for kind in kinds]),
+        np.concatenate([background[kind][2] for kind in kinds]),
+        np.concatenate([np.full(len(background[kind][0]), -1, dtype=np.int64) for kind in kinds]),
+    )
+
+
+def _next_fire(job: Job, start: datetime, after: datetime) -> datetime | None:
+    """The job's first fire time after ``after``; interval jobs count from ``start`` (the
+    scheduler counts from when it started) and fire at most every :data:`_FINEST`."""
+    trigger = job.trigger
+    if isinstance(trigger, IntervalTrigger):
+        every = max(timedelta(seconds=trigger.interval_length), _FINEST)
+        passed = (after - start) // every
+        return start + (passed + 1) * every
+    fire: datetime | None = trigger.get_next_fire_time(None, after + _MICROSECOND)
+    return fire.astimezone(UTC) if fire is not None else None
