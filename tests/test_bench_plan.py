@@ -31,7 +31,9 @@ def test_bench_campaigns_mix_segments_stages_and_categories() -> None:
     program = bench_program(load_program(DEFAULT_CONFIG_DIR / "program"), 200)
     specs = bench_campaigns(program, 100)
     assert len({spec.name for spec in specs}) == 100
-    segments = [program.segment(spec.target.segment or "") for spec in specs]
+    targets = [spec.target for spec in specs if spec.target is not None]
+    assert len(targets) == 100  # bench campaigns are cycles, each with a target
+    segments = [program.segment(target.segment or "") for target in targets]
     assert len({segment.name for segment in segments}) == 100
     assert {segment.spec.stage for segment in segments} == {
         None,
@@ -39,5 +41,5 @@ def test_bench_campaigns_mix_segments_stages_and_categories() -> None:
     }
     assert sum(spec.category == "transactional" for spec in specs) == 3
     assert len({spec.priority for spec in specs}) > 2
-    assert any(spec.target.stage for spec in specs) and any(spec.target.rule for spec in specs)
+    assert any(target.stage for target in targets) and any(target.rule for target in targets)
     assert all(spec.schedule == "0 10 * * *" and spec.status == "active" for spec in specs)

@@ -10,7 +10,6 @@ from core.cli import (
     node_commands,
     program_commands,
     run_commands,
-    simulate_commands,
     sink_commands,
     store_commands,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "node_commands",
     "program_commands",
     "run_commands",
-    "simulate_commands",
     "sink_commands",
     "store_commands",
 ]
