@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -98,7 +100,9 @@ async def test_a_short_simulation_delivers_to_files_and_never_to_control(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
     settings = settings.model_copy(update={"settings_file": DEFAULT_SETTINGS_FILE})
-    spec = SimulationSpec(customers=120, days=4, seed=2, behaviour=Behaviour(effect=0.3))
+    spec = SimulationSpec(
+        customers=120, days=4, seed=2, behaviour=Behaviour(effect=0.3), tick=timedelta(hours=3)
+    )
     report = await run_simulation(store, settings, spec, tmp_path / "out")
     async with store.reading() as session:
         outbox = (
@@ -130,6 +134,31 @@ async def test_a_short_simulation_delivers_to_files_and_never_to_control(
     assert {result.name for result in report.campaigns} >= {"registered-first-purchase"}
 
 
+def test_the_same_seed_draws_the_same_customers_and_answers() -> None:
+    behaviour = Behaviour()
+
+    def answers(seed: int) -> tuple[np.ndarray, ...]:
+        people = _population(500, behaviour, seed)
+        background = background_events(people, _START, _START + 20 * _DAY, seed)
+        sent = Sent(
+            outbox_id=np.arange(500, dtype=np.int64),
+            who=np.arange(500, dtype=np.int64),
+            planned_at=np.full(500, _START + _DAY, dtype=np.int64),
+            sent_at=_START + _DAY + 3_600_000_000,
+            goal=["purchase"] * 500,
+            window=np.full(500, 7 * _DAY, dtype=np.int64),
+        )
+        events = Responder(people, behaviour, background, seed).respond(
+            sent, np.zeros(1, dtype=np.int64)
+        )
+        return (people.preferred_hour, *background["purchase"][:2], events.who, events.at)
+
+    first, again, other = answers(7), answers(7), answers(8)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.slow
 def test_the_command_prints_the_same_json_for_the_same_seed(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -139,6 +168,7 @@ def test_the_command_prints_the_same_json_for_the_same_seed(
     outputs = []
     for run, url in (("fresh", []), ("given", ["--database-url", database_url])):
         arguments = ["simulate", "--days", "3", "--customers", "80", "--seed", "4"]
+        arguments += ["--tick-minutes", "180"]
         arguments += ["--dir", str(tmp_path / run), "--format", "json", *url]
         result = runner.invoke(cli, arguments, catch_exceptions=False)
         assert result.exit_code == 0, result.output

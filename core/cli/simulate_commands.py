@@ -4,10 +4,13 @@ known true effect of every campaign, and the KPIs it ends with."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
 from rich import box
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from core.cli.app import cli, common_options, err, load_command_settings, out, run_fast
@@ -46,6 +49,13 @@ def _rate(value: float | None) -> str:
     help="Chance that a customer buys within any 7 days, untreated.",
 )
 @click.option(
+    "--tick-minutes",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1),
+    help="The finest grain of simulated time: no job (journeys, date triggers) runs more often.",
+)
+@click.option(
     "--dir",
     "directory",
     default="cadence-simulation",
@@ -71,6 +81,7 @@ def simulate(
     seed: int,
     effect: float,
     base_rate: float,
+    tick_minutes: int,
     directory: Path,
     database_url: str | None,
     output_format: str,
@@ -85,16 +96,38 @@ def simulate(
     _clear_previous_run(directory)
     url = database_url or f"sqlite+aiosqlite:///{(directory / 'simulation.db').resolve()}"
     settings = settings.model_copy(update={"database_url": url})
-    spec = SimulationSpec(customers, days, seed, Behaviour(base_rate=base_rate, effect=effect))
+    spec = SimulationSpec(
+        customers,
+        days,
+        seed,
+        Behaviour(base_rate=base_rate, effect=effect),
+        tick=timedelta(minutes=tick_minutes),
+    )
 
-    async def work() -> SimulationReport:
+    async def work(progress: Callable[[datetime], None] | None) -> SimulationReport:
         store = open_store(settings)
         try:
-            return await run_simulation(store, settings, spec, directory)
+            return await run_simulation(store, settings, spec, directory, progress)
         finally:
             await store.close()
 
-    report = run_fast(work())
+    if output_format == "table" and err.is_terminal:
+        with Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("day {task.completed:.0f}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("days", total=days)
+
+            def reached(moment: datetime) -> None:
+                bar.update(task, completed=(moment - spec.start).total_seconds() / 86400)
+
+            report = run_fast(work(reached))
+    else:
+        report = run_fast(work(None))
     if output_format == "json":
         out.print_json(json.dumps(report.as_dict()))
         return

@@ -11,6 +11,7 @@ KPIs back from the store. The same seed gives the same report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,13 +52,21 @@ class SimulationSpec:
     segment is the costliest job (the scheduler's 15 minutes would dominate the run)."""
     intel_schedule: str = "0 3 * * MON"
     """Scores, CLV and recommendations: weekly, for the same reason."""
+    tick: timedelta = timedelta(hours=1)
+    """The finest grain of simulated time: no job runs more often (journeys, date triggers
+    and the request tick run at most once a tick; opens and purchases keep exact times)."""
 
 
 async def run_simulation(
-    store: Store, settings: Settings, spec: SimulationSpec, output: Path
+    store: Store,
+    settings: Settings,
+    spec: SimulationSpec,
+    output: Path,
+    progress: Callable[[datetime], None] | None = None,
 ) -> SimulationReport:
     """Simulate ``spec`` on ``store`` (empty or new), writing the delivered messages as
-    JSON lines under ``output`` (made when the first is sent); the KPIs at the end."""
+    JSON lines under ``output`` (made when the first is sent); the KPIs at the end.
+    ``progress`` hears of every simulated moment reached."""
     program = load_program(settings.resolve(settings.program_dir))
     scheduler = settings.scheduler.model_copy(
         update={"refresh_minutes": spec.refresh_minutes, "intel_schedule": spec.intel_schedule}
@@ -76,8 +85,8 @@ async def run_simulation(
             store, settings, customers=spec.customers, days=spec.history_days, seed=spec.seed
         )
         await apply_program(store, program, spec.start)
-    world = SimulatedWorld(store, settings, program, spec.behaviour, spec.seed, output)
-    await world.run(spec.start, end)
+    world = SimulatedWorld(store, settings, program, spec.behaviour, spec.seed, output, spec.tick)
+    await world.run(spec.start, end, progress)
     async with store.reading() as session:
         campaigns = await campaign_results(session, world.campaigns, world.tallies, end)
         stages = await stage_sizes(session, program, end)

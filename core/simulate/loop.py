@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,9 +54,6 @@ from core.simulate.behaviour import (
 from core.templates import Templates
 
 SOURCE = "simulation"
-_FINEST = timedelta(hours=1)
-"""Interval jobs run at most this often in simulated time (the request tick runs at every
-step anyway)."""
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -88,6 +86,7 @@ class SimulatedWorld:
         behaviour: Behaviour,
         seed: int,
         output: Path,
+        tick: timedelta,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -95,6 +94,9 @@ class SimulatedWorld:
         self.behaviour = behaviour
         self.seed = seed
         self.output = output
+        self.tick = tick
+        """A job runs at most this often in simulated time: the scheduler's per-second and
+        quarter-hourly jobs would make every simulated day cost a hundred steps or more."""
         self.catalogue = JobCatalogue(store, settings, program)
         self.tallies = Tallies()
         self._templates = Templates(settings.resolve(settings.templates_dir), settings.templates)
@@ -106,8 +108,11 @@ class SimulatedWorld:
         self._people: Population | None = None
         self._responder: Responder | None = None
 
-    async def run(self, start: datetime, end: datetime) -> None:
-        """Move the installed :class:`~core.clock.FixedClock` from ``start`` to ``end``."""
+    async def run(
+        self, start: datetime, end: datetime, progress: Callable[[datetime], None] | None = None
+    ) -> None:
+        """Simulate from ``start`` to ``end`` on a clock of its own; ``progress`` hears of
+        every simulated moment reached."""
         sim_clock = clock.FixedClock(start)
         with clock.using(sim_clock):
             population = self._people = await self._population()
@@ -117,10 +122,14 @@ class SimulatedWorld:
             await self.catalogue.intel()
             await self.catalogue.refresh()
             jobs = [job for job in await self.catalogue.jobs() if job.name != REQUESTS_JOB]
-            fires = {job.name: _next_fire(job, start, start) for job in jobs}
+            fires = {
+                job.name: _next_fire(job, start, start + _MICROSECOND, self.tick) for job in jobs
+            }
             now = start
             while True:
                 await self._step(jobs, fires, start, now)
+                if progress is not None:
+                    progress(now)
                 if now >= end:
                     break
                 upcoming = [fire for fire in fires.values() if fire is not None]
@@ -143,7 +152,7 @@ class SimulatedWorld:
             fire = fires[job.name]
             if fire is None or fire > now:
                 continue
-            fires[job.name] = _next_fire(job, start, now)
+            fires[job.name] = _next_fire(job, start, now + self.tick, self.tick)
             # Cycle jobs only plan, which every step does below; refresh before planning.
             if job.work != self.catalogue.plan:
                 await job.work()
@@ -305,13 +314,12 @@ def _timeline(background: dict[str, tuple[IntArray, IntArray, FloatArray]]) -> E
     )
 
 
-def _next_fire(job: Job, start: datetime, after: datetime) -> datetime | None:
-    """The job's first fire time after ``after``; interval jobs count from ``start`` (the
-    scheduler counts from when it started) and fire at most every :data:`_FINEST`."""
+def _next_fire(job: Job, start: datetime, earliest: datetime, tick: timedelta) -> datetime | None:
+    """The job's first fire time at or after ``earliest``; interval jobs count from
+    ``start`` (the scheduler counts from when it started), at least ``tick`` apart."""
     trigger = job.trigger
     if isinstance(trigger, IntervalTrigger):
-        every = max(timedelta(seconds=trigger.interval_length), _FINEST)
-        passed = (after - start) // every
-        return start + (passed + 1) * every
-    fire: datetime | None = trigger.get_next_fire_time(None, after + _MICROSECOND)
+        every = max(timedelta(seconds=trigger.interval_length), tick)
+        return start + -((start - earliest) // every) * every
+    fire: datetime | None = trigger.get_next_fire_time(None, earliest)
     return fire.astimezone(UTC) if fire is not None else None
