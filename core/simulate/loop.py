@@ -52,6 +52,7 @@ from core.simulate.behaviour import (
     make_population,
 )
 from core.templates import Templates
+from core.triggers import EventWindow, fire_event_triggers
 
 SOURCE = "simulation"
 _MICROSECOND = timedelta(microseconds=1)
@@ -106,6 +107,8 @@ class SimulatedWorld:
         self._outbox_campaigns: dict[int, str] = {}
         """Outbox id -> campaign name, for the messages sent so far."""
         self._people: Population | None = None
+        self._stored_until = EPOCH.replace(tzinfo=UTC)
+        """Simulated events dated up to this moment are stored and their triggers fired."""
         self._responder: Responder | None = None
 
     async def run(
@@ -119,6 +122,7 @@ class SimulatedWorld:
             background = background_events(population, micros(start), micros(end), self.seed)
             self._responder = Responder(population, self.behaviour, background, self.seed)
             self._pending.append(_timeline(background))
+            self._stored_until = start  # the history before it fires nothing, as imported
             await self.catalogue.intel()
             await self.catalogue.refresh()
             jobs = [job for job in await self.catalogue.jobs() if job.name != REQUESTS_JOB]
@@ -265,7 +269,8 @@ class SimulatedWorld:
         )
 
     async def _store_events_until(self, now: datetime) -> None:
-        """Store every pending event dated up to ``now`` (and keep the rest pending)."""
+        """Store every pending event dated up to ``now`` (and keep the rest pending), then
+        fire the event triggers they match, as ingest does."""
         rows: list[EventRow] = []
         still: list[Events] = []
         for events in self._pending:
@@ -279,6 +284,10 @@ class SimulatedWorld:
             async with self.store.transaction() as session:
                 await store_events(session, rows[first : first + batch], now)
         self.tallies.events += len(rows)
+        if rows:
+            window = EventWindow(self._stored_until, now)
+            await fire_event_triggers(self.store, self.program, self.settings, window, now)
+        self._stored_until = now
 
     def _rows(self, events: Events) -> list[EventRow]:
         """``events`` as rows for :func:`~core.db.bulk.store_events`, opens and clicks
