@@ -157,13 +157,15 @@ class SimulatedWorld:
             if fire is None or fire > now:
                 continue
             fires[job.name] = _next_fire(job, start, now + self.tick, self.tick)
-            # Cycle jobs only plan, which every step does below; refresh before planning.
+            # Cycle jobs only plan, which every step does once the other due jobs ran.
             if job.work != self.catalogue.plan:
                 await job.work()
         await self.catalogue.plan()
         await self._deliver(now)
 
     async def _population(self) -> Population:
+        """The store's customers with their simulated behaviour (personas from the demo
+        data's attributes)."""
         async with self.store.reading() as session:
             rows = (
                 await session.execute(
