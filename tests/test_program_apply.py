@@ -89,6 +89,7 @@ class Files:
         shutil.copytree(DEFAULT_CONFIG_DIR / "program", folder)
         (folder / "segments.toml").write_text(SEGMENTS, encoding="utf-8")
         (folder / "campaigns.toml").write_text(CAMPAIGNS, encoding="utf-8")
+        (folder / "journeys.toml").unlink()  # they enter default segments left out here
         return cls(folder)
 
     def load(self) -> Program:

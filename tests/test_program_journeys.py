@@ -14,8 +14,7 @@ from config import DEFAULT_CONFIG_DIR
 from core.program import ProgramError, load_program
 from core.settings import Settings
 from core.templates import check_templates
-
-CADENCE = Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "cadence"
+from tests.helpers import CADENCE
 
 CART = (
     "[[journey]]\n"

@@ -48,7 +48,9 @@ def _program(folder: Path, segments: str = SEGMENTS) -> Program:
     target = folder / "program"
     shutil.copytree(DEFAULT_CONFIG_DIR / "program", target, dirs_exist_ok=True)
     (target / "segments.toml").write_text(segments, encoding="utf-8")
-    (target / "campaigns.toml").unlink()  # they target segments these tests leave out
+    # Campaigns and journeys target segments these tests leave out.
+    (target / "campaigns.toml").unlink()
+    (target / "journeys.toml").unlink()
     return load_program(target)
 
 
