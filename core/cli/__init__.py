@@ -10,6 +10,7 @@ from core.cli import (
     node_commands,
     program_commands,
     run_commands,
+    simulate_commands,
     sink_commands,
     store_commands,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "node_commands",
     "program_commands",
     "run_commands",
+    "simulate_commands",
     "sink_commands",
     "store_commands",
 ]
