@@ -36,7 +36,7 @@ from core.db.types import EPOCH, epoch_micros
 from core.delivery import DeliveryWorker
 from core.durations import parse_duration
 from core.message_events import message_event
-from core.models import Campaign, Customer, OutboxMessage
+from core.models import Campaign, CampaignRun, Customer, OutboxMessage
 from core.program import Program
 from core.scheduler.jobs import REQUESTS_JOB, Job, JobCatalogue
 from core.settings import Settings
@@ -152,16 +152,30 @@ class SimulatedWorld:
     async def _step(
         self, jobs: list[Job], fires: dict[str, datetime | None], start: datetime, now: datetime
     ) -> None:
+        cycle_due = False
         for job in jobs:
             fire = fires[job.name]
             if fire is None or fire > now:
                 continue
             fires[job.name] = _next_fire(job, start, now + self.tick, self.tick)
-            # Cycle jobs only plan, which every step does once the other due jobs ran.
-            if job.work != self.catalogue.plan:
+            # Cycle jobs only plan, which comes once the other due jobs ran.
+            if job.work == self.catalogue.plan:
+                cycle_due = True
+            else:
                 await job.work()
-        await self.catalogue.plan()
+        # The request tick's work, when there is any: a cycle slot, or a pending run.
+        if cycle_due or await self._pending_run(now):
+            await self.catalogue.plan()
         await self._deliver(now)
+
+    async def _pending_run(self, now: datetime) -> bool:
+        async with self.store.reading() as session:
+            found = await session.scalar(
+                select(CampaignRun.id)
+                .where(CampaignRun.status == "pending", CampaignRun.due_at <= now)
+                .limit(1)
+            )
+        return found is not None
 
     async def _population(self) -> Population:
         """The store's customers with their simulated behaviour (personas from the demo
