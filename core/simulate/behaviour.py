@@ -14,7 +14,11 @@ the messages they receive:
   campaign's goal (an event type within a window after the run) with a chance exactly
   ``effect`` higher than untreated: if their background behaviour has no goal event in
   the window, the message causes one with chance ``effect / P(none in the window)``.
-  Control members never receive anything, so they never get the effect.
+  Control members never receive anything, so they never get the effect. The effect is
+  per message: a campaign whose cooldown is shorter than its goal window (the default
+  ``registered-first-purchase``: 7 days, 30-day goal) reaches its treated customers
+  again inside the window, so its uplift per run is larger than ``effect``; campaigns
+  whose cooldown covers their window show ``effect`` itself.
 
 Background behaviour (logins and purchases as Poisson processes) is drawn for the whole
 simulated period at once; everything is arrays, one vectorised step per batch of
