@@ -104,13 +104,20 @@ if not CADENCE.exists():  # pragma: no cover - an unusual install; use the one o
     CADENCE = Path(shutil.which("cadence") or CADENCE)
 
 
+def cadence_environment(**extra: str) -> dict[str, str]:
+    """This process's environment for a ``cadence`` subprocess: no ``CADENCE_*`` variable
+    but those in ``extra``, and plain output."""
+    environment = {k: v for k, v in os.environ.items() if not k.upper().startswith("CADENCE_")}
+    environment.update(NO_COLOR="1", TERM="dumb", **extra)
+    return environment
+
+
 async def run_cadence(
     config: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cadence --config CONFIG ARGS`` without blocking the event loop the sink runs
     in, with no ``CADENCE_*`` variable but those in ``env``."""
-    environment = {k: v for k, v in os.environ.items() if not k.upper().startswith("CADENCE_")}
-    environment.update(NO_COLOR="1", TERM="dumb", **(env or {}))
+    environment = cadence_environment(**(env or {}))
     process = await asyncio.create_subprocess_exec(
         str(CADENCE),
         "--config",

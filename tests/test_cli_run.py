@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -23,7 +22,7 @@ from core.models import CampaignRun, SchedulerNode
 from core.settings import Settings
 from tests.channel_helpers import unused_port
 from tests.conftest import NOW
-from tests.helpers import CADENCE, run_cadence
+from tests.helpers import CADENCE, cadence_environment, run_cadence
 from tests.planner_world import Person, add_campaign, add_people, add_segment, campaign_spec
 
 STARTUP_SECONDS = 30
@@ -51,12 +50,6 @@ path = "{tmp_path / "outbox.jsonl"}"
     return path
 
 
-def _environment() -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.upper().startswith("CADENCE_")}
-    environment.update(NO_COLOR="1", TERM="dumb")
-    return environment
-
-
 @asynccontextmanager
 async def _node(config: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
     """A running ``cadence run``, once its API answers; killed if the test leaves it."""
@@ -65,7 +58,7 @@ async def _node(config: Path, port: int) -> AsyncIterator[asyncio.subprocess.Pro
         "--config",
         str(config),
         "run",
-        env=_environment(),
+        env=cadence_environment(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

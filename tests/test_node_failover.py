@@ -20,9 +20,9 @@ from core.models import CampaignRun, JobRun, OutboxMessage, SchedulerNode
 from core.settings import Settings
 from tests.channel_helpers import unused_port
 from tests.conftest import NOW
-from tests.helpers import CADENCE
+from tests.helpers import CADENCE, cadence_environment
 from tests.planner_world import Person, add_campaign, add_people, add_segment, campaign_spec
-from tests.test_cli_run import _environment, _settings_file
+from tests.test_cli_run import _settings_file
 
 NODES = 3
 CUSTOMERS = 20_000
@@ -44,7 +44,7 @@ async def _nodes(
                 "--config",
                 str(config),
                 "run",
-                env=_environment(),
+                env=cadence_environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
