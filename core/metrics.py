@@ -7,7 +7,7 @@ node reports the same shared queue.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 SENDS = Counter(
     "cadence_sends", "Messages handed to a channel, by channel and outcome.", ["channel", "outcome"]
@@ -23,3 +23,9 @@ QUEUE_DEPTH = Gauge(
     ["channel", "state"],
 )
 LEADER = Gauge("cadence_scheduler_leader", "1 while this node runs the schedule, else 0.")
+TRIGGER_LATENCY = Histogram(
+    "cadence_trigger_latency_seconds",
+    "From an ingested event batch's arrival to its events, and the outbox rows of the "
+    "triggers they fired, committed.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from core.api import serve_api
 from core.api.auth import new_ingest_token
 from core.campaigns import store_campaign
 from core.db import Store
+from core.ingest.live import CheckedBatch, GroupCommit, LiveReport
+from core.ingest.source import Rejected, Row
 from core.models import CampaignRun, Customer, CustomerRollup, OutboxMessage
 from core.program import Program, ProgramError, load_program
 from core.program.model import CampaignSpec
@@ -384,6 +386,101 @@ async def test_unknown_customers_can_be_created_instead(
     async with store.reading() as session:
         names = (await session.execute(select(Customer.external_id))).scalars().all()
     assert names == ["newcomer"]
+
+
+# --- concurrent batches: one transaction for all that wait -------------------------------
+
+
+def rows(batch: list[dict[str, Any]]) -> list[Row | Rejected]:
+    return [Row(index, item, "") for index, item in enumerate(batch)]
+
+
+async def test_waiting_batches_share_a_transaction_and_each_hears_of_its_own_runs(
+    store: Store, live_settings: Settings, program: Program
+) -> None:
+    ids = await add_people(store, [Person(f"p{i}") for i in range(8)], NOW)
+    await add_triggered(store, RECEIPT, BIG_RESULT)
+    group = GroupCommit(store, live_settings, lambda: program, source="api")
+    batches = [[event(f"p{i}", "purchase", value=i, idempotency_key=f"o{i}")] for i in range(6)]
+    batches.append([event("p6", "game_result", value=5000)])
+    batches.append([event("p7", "login"), event("nobody", "purchase")])
+    with clock.using(clock.FixedClock(NOW)):
+        # All arrive before the first is stored: they go in one transaction, one run each.
+        reports = await asyncio.gather(*(group.ingest(rows(batch), NOW) for batch in batches))
+    async with store.reading() as session:
+        assert await session.scalar(select(func.count()).select_from(CampaignRun)) == 2
+    answers = [report.as_dict() for report in reports]
+    for answer in answers[:6]:
+        assert answer["stored"] == 1
+        assert [(t["campaign"], t["targeted"]) for t in answer["triggered"]] == [("receipt", 6)]
+    assert [t["campaign"] for t in answers[6]["triggered"]] == ["big-result"]
+    assert answers[7]["stored"] == 1 and answers[7]["triggered"] == []
+    assert [(r["index"], r["status"]) for r in answers[7]["rejected"]] == [(1, 404)]
+    expected = [("receipt", ids[f"p{i}"]) for i in range(6)] + [("big-result", ids["p6"])]
+    assert sorted(await campaigns_sent(store)) == sorted(expected)
+
+
+async def test_two_waiting_batches_of_one_customer_are_stored_apart(
+    store: Store, live_settings: Settings, program: Program
+) -> None:
+    ids = await add_people(store, [Person("ann"), Person("ben")], NOW)
+    await add_triggered(store, RECEIPT)
+    group = GroupCommit(store, live_settings, lambda: program, source="api")
+    batches = [
+        [event("ann", "purchase", value=1, idempotency_key="a")],
+        [event("ann", "purchase", value=2, idempotency_key="b")],
+        [event("ben", "purchase", value=3, idempotency_key="c")],
+    ]
+    with clock.using(clock.FixedClock(NOW)):
+        await asyncio.gather(*(group.ingest(rows(batch), NOW) for batch in batches))
+    # One run messages a customer once: ann's second purchase needs a run of its own.
+    assert sorted(await campaigns_sent(store)) == sorted(
+        [("receipt", ids["ann"]), ("receipt", ids["ann"]), ("receipt", ids["ben"])]
+    )
+
+
+async def test_each_waiting_batch_hears_of_the_customers_it_created(
+    store: Store, live_settings: Settings, program: Program
+) -> None:
+    await add_people(store, [Person("ann")], NOW)
+    ingest = live_settings.ingest.model_copy(update={"unknown_customers": "create"})
+    settings = live_settings.model_copy(update={"ingest": ingest})
+    group = GroupCommit(store, settings, lambda: program, source="api")
+    batches = [
+        [event("ann", "login"), event("ann", "login")],
+        [event("new-1", "login"), event("new-2", "login", minutes_ago=2)],
+    ]
+    with clock.using(clock.FixedClock(NOW)):
+        reports = await asyncio.gather(*(group.ingest(rows(batch), NOW) for batch in batches))
+    counts = [(r.stored, r.repeated, r.customers_created) for r in reports]
+    assert counts == [(1, 1, 0), (2, 0, 2)]
+
+
+class _FailsForBroken(GroupCommit):
+    """Storage fails for any group that holds an event of the customer ``broken``."""
+
+    async def _write(self, batches: Sequence[CheckedBatch]) -> list[LiveReport]:
+        if any(record[0] == "broken" for batch in batches for record in batch.events.records):
+            raise RuntimeError("the disk is on fire")
+        return await super()._write(batches)
+
+
+async def test_a_batch_that_cannot_be_stored_fails_alone(
+    store: Store, live_settings: Settings, program: Program
+) -> None:
+    ids = await add_people(store, [Person("ann"), Person("ben"), Person("broken")], NOW)
+    await add_triggered(store, RECEIPT)
+    group = _FailsForBroken(store, live_settings, lambda: program, source="api")
+    batches = [[event(name, "purchase", value=5)] for name in ("ann", "broken", "ben")]
+    with clock.using(clock.FixedClock(NOW)):
+        outcomes = await asyncio.gather(
+            *(group.ingest(rows(batch), NOW) for batch in batches), return_exceptions=True
+        )
+    assert isinstance(outcomes[1], RuntimeError)
+    assert [outcome.stored for outcome in outcomes if isinstance(outcome, LiveReport)] == [1, 1]
+    assert sorted(await campaigns_sent(store)) == sorted(
+        [("receipt", ids["ann"]), ("receipt", ids["ben"])]
+    )
 
 
 # --- date triggers ------------------------------------------------------------------------

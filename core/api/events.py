@@ -1,5 +1,6 @@
 """``POST /v1/events``: real-time ingest. A batch of events in, each checked on its own,
-the valid ones stored and their triggers fired before the answer goes out.
+the valid ones stored and their triggers fired before the answer goes out (with the
+requests that arrived meanwhile: :class:`~core.ingest.live.GroupCommit`).
 
 The body is ``{"events": [...]}`` (or the bare array), at most
 ``ingest.max_batch_events`` events. The answer is 200 when every event was
@@ -17,9 +18,9 @@ from starlette.routing import Route
 
 from core import clock
 from core.api.auth import require_ingest_token
-from core.api.context import RouteGroup, read_json
+from core.api.context import ApiContext, RouteGroup, read_json
 from core.errors import ConfigError
-from core.ingest.live import ingest_events
+from core.ingest.live import GroupCommit
 from core.ingest.source import Rejected, Row
 from core.program import Program, load_program
 
@@ -31,6 +32,10 @@ class EventRoutes(RouteGroup):
     """``POST /v1/events``."""
 
     _program: Program | None = None
+
+    def __init__(self, context: ApiContext) -> None:
+        super().__init__(context)
+        self._group = GroupCommit(context.store, context.settings, self.program, source=SOURCE)
 
     @property
     def routes(self) -> list[Route]:
@@ -54,9 +59,8 @@ class EventRoutes(RouteGroup):
             else Rejected(index, "an event must be a JSON object", "")
             for index, event in enumerate(events)
         ]
-        report = await ingest_events(
-            self._context.store, self.program(), settings, items, clock.now(), source=SOURCE
-        )
+        self.program()  # a program with problems fails the request before it queues
+        report = await self._group.ingest(items, clock.now())
         status = 200 if not report.refused else 207 if len(report.refused) < len(items) else 422
         return JSONResponse(report.as_dict(), status)
 

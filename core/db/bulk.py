@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Float, column, func, insert, literal, select, table
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.dialect import backend_of, rowcount, upsert
@@ -87,13 +88,15 @@ class StoredEvents:
     """Inserted events dated after "now", waiting to be rolled up."""
     ids: tuple[int, ...] = ()
     """With ``with_ids``: the ids of the inserted events (not of those stored before)."""
+    customer_ids: tuple[int, ...] = ()
+    """With ``with_ids``: the customer of each of ``ids``, in the same order."""
 
 
 async def store_events(
     session: AsyncSession, rows: list[EventRow], now: datetime, *, with_ids: bool = False
 ) -> StoredEvents:
     """Store a batch of events idempotently and keep the rollups in step; ``with_ids``
-    also returns the new events' ids, for the triggers that react to them."""
+    also returns the new events' ids and customers, for the triggers that react to them."""
     if not rows:
         return StoredEvents(0, 0)
     if backend_of(session) == "postgresql":
@@ -144,9 +147,13 @@ async def _store_sqlite(
         )
         held = rowcount(result)
     ids: tuple[int, ...] = ()
+    customer_ids: tuple[int, ...] = ()
     if with_ids and inserted:
-        ids = tuple((await session.execute(select(Event.id).where(Event.id > before))).scalars())
-    return StoredEvents(inserted, held, ids)
+        stored = select(Event.id, Event.customer_id).where(Event.id > before).order_by(Event.id)
+        rows_stored = (await session.execute(stored)).all()
+        ids = tuple(row[0] for row in rows_stored)
+        customer_ids = tuple(row[1] for row in rows_stored)
+    return StoredEvents(inserted, held, ids, customer_ids)
 
 
 async def _insert_sqlite(connection: Any, rows: list[EventRow]) -> int:
@@ -196,8 +203,17 @@ async def _store_postgresql(
     counts = select(
         select(func.count()).select_from(inserted).scalar_subquery(),
         select(func.count()).select_from(held).scalar_subquery(),
-        select(func.array_agg(inserted.c.id)).scalar_subquery() if with_ids else literal(None),
+        *(
+            (
+                select(func.array_agg(aggregate_order_by(field, inserted.c.id))).scalar_subquery()
+                if with_ids
+                else literal(None)
+            )
+            for field in (inserted.c.id, inserted.c.customer_id)
+        ),
     ).add_cte(rolled)
     result = (await session.execute(counts)).one()
     await connection.exec_driver_sql("TRUNCATE events_incoming")
-    return StoredEvents(int(result[0]), int(result[1]), tuple(result[2] or ()))
+    return StoredEvents(
+        int(result[0]), int(result[1]), tuple(result[2] or ()), tuple(result[3] or ())
+    )

@@ -189,6 +189,10 @@ class EventImporter:
         self.keep_ids = keep_ids
         self.stored_ids: list[int] = []
         """With ``keep_ids``: the ids of the events this importer stored (not the repeats)."""
+        self.stored_customer_ids: list[int] = []
+        """With ``keep_ids``: the customer of each of ``stored_ids``, in the same order."""
+        self.created_customers: set[str] = set()
+        """The external ids of the customers this importer created (``unknown_customers``)."""
         self.customers = CustomerDirectory()
         self._csv_layout: _CsvLayout | None = None
 
@@ -352,6 +356,7 @@ class EventImporter:
         if None in row_ids and self.unknown_customers == "create":
             unknown = {e for e, row_id in zip(external_ids, row_ids, strict=True) if row_id is None}
             report.customers_created += await register_customers(session, unknown, self.now)
+            self.created_customers |= unknown
             ids = await self.customers.resolve(session, unknown)
             row_ids = list(map(ids.get, external_ids))
         refused: list[tuple[int, str]] = []
@@ -369,6 +374,7 @@ class EventImporter:
             rows = list(zip(row_ids, *fields_after, strict=True))
         stored = await store_events(session, rows, self.now, with_ids=self.keep_ids)
         self.stored_ids.extend(stored.ids)
+        self.stored_customer_ids.extend(stored.customer_ids)
         report.inserted += stored.inserted
         report.unchanged += len(rows) - stored.inserted
         report.held += stored.held

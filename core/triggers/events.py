@@ -48,9 +48,17 @@ Selection = Sequence[int] | EventWindow
 """Which events to fire: their ids, or a time window."""
 
 
+@dataclass(frozen=True)
+class TriggeredRun(PlannedRun):
+    """A run an event trigger planned, and the events it matched (ingest tells each
+    sender of a shared transaction the runs its own events caused)."""
+
+    event_ids: frozenset[int] = frozenset()
+
+
 async def fire_event_triggers(
     store: Store, program: Program, settings: Settings, events: Selection, now: datetime
-) -> list[PlannedRun]:
+) -> list[TriggeredRun]:
     """Fire the active event triggers for ``events`` in one transaction; the runs planned."""
     async with store.transaction() as session:
         return await fire_event_triggers_in(session, program, settings, events, now)
@@ -58,7 +66,7 @@ async def fire_event_triggers(
 
 async def fire_event_triggers_in(
     session: AsyncSession, program: Program, settings: Settings, events: Selection, now: datetime
-) -> list[PlannedRun]:
+) -> list[TriggeredRun]:
     """:func:`fire_event_triggers` inside ``session``'s transaction (ingest stores the
     events and fires them in one)."""
     if not isinstance(events, EventWindow) and not events:
@@ -85,7 +93,7 @@ async def fire_event_triggers_in(
             session, program, settings, trigger, audience, run_key(event_ids), OCCASION, now
         )
         if run is not None:
-            planned.append(run)
+            planned.append(TriggeredRun(run.plan, run.run_key, run.occasion, frozenset(event_ids)))
     return planned
 
 
