@@ -231,6 +231,14 @@ class PolicySettings(_Section):
         return None if self.quiet_hours is None else parse_quiet_hours(self.quiet_hours)
 
 
+class MeasureSettings(_Section):
+    """How campaign results are judged (see :mod:`core.measure`)."""
+
+    min_sample_per_arm: int = Field(100, ge=1)
+    """Below this many customers in either arm (treated or control) of the runs whose goal
+    window closed, a campaign's uplift reads "not enough data" instead of a number."""
+
+
 class ApiSettings(_Section):
     """The HTTP API inside the scheduler process."""
 
@@ -286,6 +294,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     templates: TemplateSettings = TemplateSettings()
+    measure: MeasureSettings = MeasureSettings()
     settings_file: Path = Field(DEFAULT_SETTINGS_FILE, exclude=True)
 
     @field_validator("time_zone")
