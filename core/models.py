@@ -587,3 +587,22 @@ class JourneyState(Base):
 
     # A tick reads the customers due at a step: one index range per (journey, step).
     __table_args__ = (Index(None, "journey_id", "step", "wake_at"),)
+
+
+class KpiSnapshot(Base):
+    """One KPI as of the end of one day: of a lifecycle stage, or of the whole program
+    (``stage`` empty). Written by :func:`core.measure.snapshots.write_kpi_snapshot`, which
+    replaces a day's rows whole; trends read these instead of the events."""
+
+    __tablename__ = "kpi_snapshots"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    """The day in the program's time zone; the KPIs describe the moment it ended."""
+    stage: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kpi: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float | None]
+    """None for a rate of nobody (a stage with no customers)."""
+    target: Mapped[float | None]
+    """The program's target when the snapshot was written, if it has one."""
+    window_days: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime]

@@ -237,6 +237,10 @@ class MeasureSettings(_Section):
     min_sample_per_arm: int = Field(100, ge=1)
     """Below this many customers in either arm (treated or control) of the runs whose goal
     window closed, a campaign's uplift reads "not enough data" instead of a number."""
+    kpi_window_days: int = Field(30, ge=1, le=365)
+    """Stage and program KPIs (coverage, conversion, revenue, churn, message rates) are
+    measured over this many days up to the moment they describe; a stage's KPI target
+    applies when its name says the same window (``coverage_30d`` for 30)."""
 
 
 class ApiSettings(_Section):

@@ -1,8 +1,9 @@
 """The marketing program: lifecycle stages, segments, scores, campaigns and journeys, from files.
 
 A program folder (``config/program`` by default, ``program_dir`` in the
-settings) holds ``stages.toml`` (``[params]`` and the ordered ``[[stage]]``
-list), ``segments.toml`` plus any ``segments-*.toml`` (``[[segment]]``),
+settings) holds ``stages.toml`` (``[params]``, the ordered ``[[stage]]``
+list and the ``[program]`` table of program-wide KPI targets),
+``segments.toml`` plus any ``segments-*.toml`` (``[[segment]]``),
 ``scores.toml``, ``campaigns.toml`` plus any ``campaigns-*.toml``
 (``[[campaign]]``), and ``journeys.toml`` plus any ``journeys-*.toml``
 (``[[journey]]``). :func:`load_program` reads and checks all of it,
@@ -36,6 +37,8 @@ from core.program.model import (
     CampaignSpec,
     JourneySpec,
     ParamValue,
+    ProgramKpiSpec,
+    ProgramSpec,
     ScoresSpec,
     SegmentSpec,
     StageSpec,
@@ -108,6 +111,8 @@ class Program:
     """See :attr:`StageSpec.comeback_gap_days`, with a param name resolved to its value."""
     campaigns: list[CampaignDefinition] = field(default_factory=list)
     journeys: list[JourneyDefinition] = field(default_factory=list)
+    kpi: ProgramKpiSpec = field(default_factory=ProgramKpiSpec)
+    """Program-wide KPI targets: the ``[program]`` table's ``kpi`` in ``stages.toml``."""
 
     def template_uses(self) -> set[tuple[str, str]]:
         """Every (template, channel) the campaigns and the journeys' send steps use."""
@@ -179,6 +184,8 @@ def load_program(directory: Path, templates_dir: Path | None = None) -> Program:
     stages_path = directory / STAGES_FILE
     stages_text, stages_data = read_toml(stages_path, "stages file")
     params = _params(stages_path, stages_text, stages_data, problems)
+    overall = stages_data.pop("program", {})
+    whole = _validate(ProgramSpec, overall, stages_path, stages_text, ("program",), problems)
     stage_specs = _specs(StageSpec, "stage", stages_path, stages_text, stages_data, problems)
     stages = [
         Stage(spec, rule)
@@ -216,7 +223,17 @@ def load_program(directory: Path, templates_dir: Path | None = None) -> Program:
 
     if problems.lines or scores is None:
         raise ProgramError("\n".join(["the program has problems:", *problems.lines]))
-    return Program(directory, params, stages, segments, scores, comeback_gap, campaigns, journeys)
+    return Program(
+        directory,
+        params,
+        stages,
+        segments,
+        scores,
+        comeback_gap,
+        campaigns,
+        journeys,
+        kpi=whole.kpi if whole else ProgramKpiSpec(),
+    )
 
 
 @dataclass(frozen=True)

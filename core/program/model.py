@@ -7,6 +7,7 @@ to them.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal, get_args
 
@@ -16,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -31,6 +33,12 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+STAGE_KPIS = ("coverage", "conversion", "revenue_per_customer", "churn")
+"""What a stage's KPI targets may name (see :mod:`core.measure.stages`)."""
+STAGE_KPI_KEY = re.compile(rf"(?P<kpi>{'|'.join(STAGE_KPIS)})_(?P<days>[1-9][0-9]{{0,2}})d")
+"""A stage KPI target's key: the KPI and the window it is measured over, ``coverage_30d``."""
+
+
 class StageSpec(_Spec):
     """One lifecycle stage: who is in it (``rule``) and what campaigns aimed at it are for."""
 
@@ -39,6 +47,7 @@ class StageSpec(_Spec):
     objective: str
     description: str | None = None
     kpi: dict[str, float] = Field(default_factory=dict)
+    """Targets: a KPI of :data:`STAGE_KPIS` with its window in days (``coverage_30d = 0.9``)."""
     dormant: bool = False
     """Leaving this stage sets ``reactivated_at`` (at most one stage is dormant)."""
     comeback_gap_days: float | str | None = None
@@ -47,6 +56,20 @@ class StageSpec(_Spec):
     their history: their last event after such a gap."""
     fallback: bool = False
     """Customers no stage rule matches go here (exactly one stage is the fallback)."""
+
+    @field_validator("kpi")
+    @classmethod
+    def _known_kpis(cls, targets: dict[str, float]) -> dict[str, float]:
+        for key, target in targets.items():
+            known = STAGE_KPI_KEY.fullmatch(key)
+            if known is None:
+                raise ValueError(
+                    f"unknown KPI `{key}`: a stage KPI is one of {', '.join(STAGE_KPIS)}, "
+                    "followed by its window in days, e.g. coverage_30d"
+                )
+            if target < 0 or (known["kpi"] != "revenue_per_customer" and target > 1):
+                raise ValueError(f"`{key}` is a share: a number from 0 to 1, not {target}")
+        return targets
 
 
 class SegmentSpec(_Spec):
@@ -73,6 +96,29 @@ class ScoresSpec(_Spec):
 
     engagement: DecaySpec
     lead: DecaySpec
+
+
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class ProgramKpiSpec(_Spec):
+    """Program-wide KPI targets (``[program] kpi = {...}`` in ``stages.toml``); see
+    :mod:`core.measure.programme` for how each is measured."""
+
+    automated_share: Share = 0.85
+    """At least this share of the messages sent come from automated campaigns."""
+    messages_per_customer_week: float | None = Field(None, gt=0)
+    """At most this many messages a customer a week, on average."""
+    opt_out_rate: Share | None = None
+    """At most this many opt-outs per message sent."""
+    complaint_rate: Share | None = None
+    bounce_rate: Share | None = None
+
+
+class ProgramSpec(_Spec):
+    """The ``[program]`` table of ``stages.toml``: what holds for the program as a whole."""
+
+    kpi: ProgramKpiSpec = ProgramKpiSpec()
 
 
 def _duration(text: str) -> str:

@@ -1,0 +1,150 @@
+"""Program-wide KPIs: where the messages come from, how many each customer gets, and
+how many end in an opt-out, a complaint or a bounce.
+
+Over a window of ``days`` days up to a moment (see :class:`~core.measure.kpis.Window`):
+
+- **automated share**: the share of the messages sent (outbox rows sent inside the
+  window) whose campaign is automated (a cycle, a triggered campaign or a journey step)
+  rather than ad hoc; the target is the program's ``automated_share`` (85% unless the
+  program says otherwise);
+- **messages per customer per week**: messages sent, per customer in the program at the
+  end (placed in a stage), per seven days of the window;
+- **opt-out rate**: ``unsubscribed`` events inside the window per message sent in it;
+- **complaint rate**: ``message_complained`` events (spam reports) per message sent;
+- **bounce rate**: bounces per message sent: ``message_bounced`` events (bounce reports
+  from a mailbox or a provider, hard and soft) plus the addresses delivery suppressed
+  when the server refused a message outright (those refusals record no event).
+
+The other targets (``messages_per_customer_week``, ``opt_out_rate``, ``complaint_rate``,
+``bounce_rate``) are ceilings the program may set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import event_types
+from core.lifecycle import stages_at
+from core.measure.kpis import KpiValue, Window, sent_within, share
+from core.models import Campaign, Event, OutboxMessage, Suppression
+from core.program import Program
+from core.suppressions import HARD_BOUNCE
+
+AUTOMATED_KINDS = ("cycle", "triggered", "journey")
+_DELIVERY_SOURCE = "delivery"
+"""The source delivery gives the suppressions of addresses a server refused."""
+
+
+@dataclass(frozen=True)
+class ProgrammeKpis:
+    """The whole program over one window."""
+
+    customers: int
+    messages: int
+    by_kind: dict[str, int]
+    """Messages sent per campaign kind (cycle, triggered, journey, ad_hoc)."""
+    opt_outs: int
+    complaints: int
+    bounces: int
+    automated_share: KpiValue
+    messages_per_customer_week: KpiValue
+    opt_out_rate: KpiValue
+    complaint_rate: KpiValue
+    bounce_rate: KpiValue
+
+    @property
+    def automated(self) -> int:
+        return sum(self.by_kind.get(kind, 0) for kind in AUTOMATED_KINDS)
+
+    @property
+    def ad_hoc(self) -> int:
+        return self.messages - self.automated
+
+    def counts(self) -> dict[str, float]:
+        """The plain numbers, by name."""
+        return {
+            "customers": self.customers,
+            "messages": self.messages,
+            "automated": self.automated,
+            "ad_hoc": self.ad_hoc,
+            **{f"messages_{kind}": self.by_kind.get(kind, 0) for kind in AUTOMATED_KINDS},
+            "opt_outs": self.opt_outs,
+            "complaints": self.complaints,
+            "bounces": self.bounces,
+        }
+
+    def kpis(self) -> dict[str, KpiValue]:
+        """The KPIs that may have targets, by name."""
+        return {
+            "automated_share": self.automated_share,
+            "messages_per_customer_week": self.messages_per_customer_week,
+            "opt_out_rate": self.opt_out_rate,
+            "complaint_rate": self.complaint_rate,
+            "bounce_rate": self.bounce_rate,
+        }
+
+
+async def programme_kpis(session: AsyncSession, program: Program, window: Window) -> ProgrammeKpis:
+    """The program-wide KPIs of ``program`` over ``window``."""
+    placed = stages_at({"at_end": window.end})
+    customers = (await session.execute(select(func.count()).select_from(placed))).scalar_one()
+    by_kind = dict(
+        (
+            await session.execute(
+                select(Campaign.kind, func.count())
+                .select_from(OutboxMessage)
+                .join(Campaign, Campaign.id == OutboxMessage.campaign_id)
+                .where(*sent_within(window))
+                .group_by(Campaign.kind)
+            )
+        ).all()
+    )
+    kinds = (event_types.UNSUBSCRIBED, event_types.MESSAGE_COMPLAINED, event_types.MESSAGE_BOUNCED)
+    events = dict(
+        (
+            await session.execute(
+                select(Event.type, func.count())
+                .where(
+                    Event.occurred_at > window.start,
+                    Event.occurred_at <= window.end,
+                    Event.type.in_(kinds),
+                )
+                .group_by(Event.type)
+            )
+        ).all()
+    )
+    refused = (
+        await session.execute(
+            select(func.count()).where(
+                Suppression.reason == HARD_BOUNCE,
+                Suppression.source == _DELIVERY_SOURCE,
+                Suppression.created_at > window.start,
+                Suppression.created_at <= window.end,
+            )
+        )
+    ).scalar_one()
+    messages = sum(by_kind.values())
+    opt_outs = events.get(event_types.UNSUBSCRIBED, 0)
+    complaints = events.get(event_types.MESSAGE_COMPLAINED, 0)
+    bounces = events.get(event_types.MESSAGE_BOUNCED, 0) + refused
+    automated = sum(by_kind.get(kind, 0) for kind in AUTOMATED_KINDS)
+    targets = program.kpi
+    weeks = window.days / 7
+    return ProgrammeKpis(
+        customers=customers,
+        messages=messages,
+        by_kind=by_kind,
+        opt_outs=opt_outs,
+        complaints=complaints,
+        bounces=bounces,
+        automated_share=KpiValue(share(automated, messages), targets.automated_share),
+        messages_per_customer_week=KpiValue(
+            share(messages / weeks, customers), targets.messages_per_customer_week, False
+        ),
+        opt_out_rate=KpiValue(share(opt_outs, messages), targets.opt_out_rate, False),
+        complaint_rate=KpiValue(share(complaints, messages), targets.complaint_rate, False),
+        bounce_rate=KpiValue(share(bounces, messages), targets.bounce_rate, False),
+    )
