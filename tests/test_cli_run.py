@@ -15,11 +15,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 from config import DEFAULT_CONFIG_DIR
+from core import clock
 from core.db import Store
-from core.models import CampaignRun, SchedulerNode
+from core.demo_data import load_demo_data
+from core.models import CampaignRun, CustomerStage, JobRun, OutboxMessage, SchedulerNode
+from core.program import load_program
+from core.program.apply import apply_program
 from core.settings import Settings
 from tests.channel_helpers import unused_port
 from tests.conftest import NOW
@@ -29,7 +33,7 @@ from tests.planner_world import Person, add_campaign, add_people, add_segment, c
 STARTUP_SECONDS = 30
 
 
-def _settings_file(tmp_path: Path, settings: Settings, port: int) -> Path:
+def _settings_file(tmp_path: Path, settings: Settings, port: int, extra: str = "") -> Path:
     path = tmp_path / "cadence.toml"
     path.write_text(
         f"""
@@ -45,7 +49,7 @@ quiet_hours = "off"
 
 [channels.file]
 path = "{tmp_path / "outbox.jsonl"}"
-""",
+{extra}""",
         encoding="utf-8",
     )
     return path
@@ -123,6 +127,41 @@ async def test_a_node_leads_serves_its_api_plans_due_cycles_and_stops_on_sigterm
     async with store.reading() as session:
         assert (await session.scalars(select(CampaignRun.status))).all() == ["planned"]
         assert (await session.scalars(select(SchedulerNode))).all() == []
+
+
+async def test_the_default_program_keeps_running_on_its_own(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    await load_demo_data(store, settings, customers=300, days=120, seed=3)
+    program_dir = DEFAULT_CONFIG_DIR / "program"
+    program = load_program(program_dir, DEFAULT_CONFIG_DIR / "templates")
+    await apply_program(store, program, clock.now())  # the node runs on the wall clock
+    port = unused_port()
+    # Refresh every 3 s and journeys every second: a few minutes of a node's life in seconds.
+    faster = "[scheduler]\nrefresh_minutes = 0.05\njourneys_seconds = 1\n"
+    config = _settings_file(tmp_path, settings, port, faster)
+    wanted = ("refresh", "journeys")  # an idle request tick leaves no row
+    async with _node(config, port) as process:
+        for _ in range(150):
+            status = await run_cadence(config, "scheduler", "status", "--runs", "60")
+            assert status.returncode == 0, status.stderr
+            shown = status.stdout
+            finished = shown.split("Recent job runs")[-1]
+            if all(re.search(rf"{job}\s+ok", finished) for job in wanted):
+                break
+            await asyncio.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=30)
+    assert process.returncode == 0
+    for job in wanted:
+        assert re.search(rf"{job}\s+ok", finished), shown
+    async with store.reading() as session:
+        statuses = set((await session.scalars(select(JobRun.status))).all())
+        stages = (await session.scalars(select(func.count(distinct(CustomerStage.stage))))).one()
+        queued = await session.scalar(select(func.count()).select_from(OutboxMessage))
+    assert statuses == {"ok"}
+    assert stages >= 3  # the refresh placed the demo customers in their stages
+    assert queued  # and the welcome series took the new ones in
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
