@@ -13,3 +13,16 @@ MESSAGE_CLICKED = "message_clicked"
 MESSAGE_BOUNCED = "message_bounced"
 MESSAGE_COMPLAINED = "message_complained"
 UNSUBSCRIBED = "unsubscribed"
+
+ENGINE_TYPES = (
+    PURCHASE,
+    LOGIN,
+    REGISTERED,
+    MESSAGE_SENT,
+    MESSAGE_OPENED,
+    MESSAGE_CLICKED,
+    MESSAGE_BOUNCED,
+    MESSAGE_COMPLAINED,
+    UNSUBSCRIBED,
+)
+"""Every type above: the ones a goal may name without the program naming them elsewhere."""

@@ -95,7 +95,7 @@ def test_a_wrong_reference_or_schedule_names_file_line_and_field(
         ("control = 150", "less than or equal to 100"),
         ("priority = -1", "greater than or equal to 0"),
         ('cooldown = "3 weeks"', "a duration such as 30m, 12h, 21d or 2w"),
-        ('cooldown = "0d"', "a duration such as"),
+        ('cooldown = "0d"', "must be longer than zero"),
         ("colour = 3", "unknown field"),
         ('goal = { event = "purchase", within = "soon" }', "a duration such as"),
     ],

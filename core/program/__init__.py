@@ -33,8 +33,10 @@ from core.program.journeys import (
     step_delay,
     step_ids,
 )
+from core.program.goals import compile_goal, known_event_types
 from core.program.model import (
     CampaignSpec,
+    GoalSpec,
     JourneySpec,
     ParamValue,
     ProgramKpiSpec,
@@ -218,22 +220,27 @@ def load_program(directory: Path, templates_dir: Path | None = None) -> Program:
     scores = _validate(ScoresSpec, scores_data, scores_path, scores_text, (), problems)
 
     known = _Known(stage_names, set(seen), params, templates_dir)
-    campaigns = _campaigns(directory, known, problems)
+    campaigns, goals = _campaigns(directory, known, problems)
     journeys = _journeys(directory, known, {c.name for c in campaigns}, problems)
 
-    if problems.lines or scores is None:
+    program = None
+    if scores is not None:
+        program = Program(
+            directory,
+            params,
+            stages,
+            segments,
+            scores,
+            comeback_gap,
+            campaigns,
+            journeys,
+            kpi=whole.kpi if whole else ProgramKpiSpec(),
+        )
+        # Goals last: whether a goal's event is known depends on the whole program.
+        _check_goals(goals, known_event_types(program), params, problems)
+    if problems.lines or program is None:
         raise ProgramError("\n".join(["the program has problems:", *problems.lines]))
-    return Program(
-        directory,
-        params,
-        stages,
-        segments,
-        scores,
-        comeback_gap,
-        campaigns,
-        journeys,
-        kpi=whole.kpi if whole else ProgramKpiSpec(),
-    )
+    return program
 
 
 @dataclass(frozen=True)
@@ -246,8 +253,22 @@ class _Known:
     templates_dir: Path | None
 
 
-def _campaigns(directory: Path, known: _Known, problems: _Problems) -> list[CampaignDefinition]:
+@dataclass(frozen=True)
+class _GoalSite:
+    """A campaign's goal and where it is written, checked once the whole program is read."""
+
+    goal: GoalSpec
+    campaign: str
+    loc: tuple[str | int, ...]
+    path: Path
+    text: str
+
+
+def _campaigns(
+    directory: Path, known: _Known, problems: _Problems
+) -> tuple[list[CampaignDefinition], list[_GoalSite]]:
     campaigns: list[CampaignDefinition] = []
+    goals: list[_GoalSite] = []
     seen: dict[str, Path] = {}
     files = [path for pattern in CAMPAIGN_FILES for path in sorted(directory.glob(pattern))]
     for path in files:
@@ -260,7 +281,33 @@ def _campaigns(directory: Path, known: _Known, problems: _Problems) -> list[Camp
             campaign = _campaign(spec, ("campaign", index), path, text, known, problems)
             if campaign is not None:
                 campaigns.append(campaign)
-    return campaigns
+            if spec.goal is not None:
+                goals.append(_GoalSite(spec.goal, spec.name, ("campaign", index), path, text))
+    return campaigns, goals
+
+
+def _check_goals(
+    goals: list[_GoalSite],
+    known_events: frozenset[str],
+    params: dict[str, ParamValue],
+    problems: _Problems,
+) -> None:
+    """Each goal names a known event type and its event rule compiles."""
+    for site in goals:
+        where = (*site.loc, "goal")
+        if site.goal.event not in known_events:
+            message = (
+                f"{_unknown('event type', site.goal.event, set(known_events))} (a goal's event "
+                "is one the engine records or one the program names in a trigger, a journey, "
+                "the scores or a has_event rule)"
+            )
+            problems.add(site.path, site.text, (*where, "event"), message, name=site.campaign)
+        try:
+            compile_goal(site.goal, params)
+        except RuleError as error:
+            field = (*where, "event_rule")
+            line = _rule_line(site.text, field, error) or line_of(site.text, where)
+            problems.add(site.path, site.text, field, str(error), name=site.campaign, line=line)
 
 
 def _campaign(

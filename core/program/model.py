@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -123,7 +125,11 @@ class ProgramSpec(_Spec):
 
 def _duration(text: str) -> str:
     duration = parse_duration(text)
-    if duration is None or duration <= timedelta(0):
+    if (duration is not None and duration <= timedelta(0)) or (
+        duration is None and text.startswith("-") and parse_duration(text[1:]) is not None
+    ):
+        raise ValueError(f"must be longer than zero, e.g. 7d, not {text!r}")
+    if duration is None:
         raise ValueError(f"must be {DURATION_FORMAT}, not {text!r}")
     return text
 
@@ -149,11 +155,30 @@ class TargetSpec(_Spec):
         return self
 
 
+GoalValue = Literal["revenue"]
+
+
 class GoalSpec(_Spec):
-    """What counts as the campaign working: an event of this type within the window."""
+    """What counts as the campaign working: an event of this type within the window after
+    the run (only the events ``event_rule`` matches, when it has one), and optionally what
+    such an event is worth."""
 
     event: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
     within: Duration
+    event_rule: str | None = None
+    """A rule on the goal event: ``value``, ``source``, ``occurred_at`` and ``attr("property")``."""
+    value: GoalValue | None = None
+    """``revenue``: the goal events' ``value`` summed, so uplift shows incremental revenue."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Goals written before the options existed keep their stored form, hence the
+        # digests of their campaigns: an unchanged file must not read as a changed campaign.
+        data: dict[str, Any] = handler(self)
+        for option in ("event_rule", "value"):
+            if data.get(option) is None:
+                data.pop(option, None)
+        return data
 
 
 DateTriggerKind = Literal["birthday", "first_purchase_anniversary"]
