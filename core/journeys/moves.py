@@ -117,7 +117,8 @@ class Mover:
         since = self.journey.ticked_at
         if since is None:
             return Moves()
-        await self._fill_hits(self._entries(since))
+        if not await self._fill_hits(self._entries(since)):
+            return Moves()  # nobody entered: most ticks
         first = self.journey.definition.steps[0]
         state = self._arrive(first, _h.at)
         entered = 0
@@ -206,10 +207,10 @@ class Mover:
                 )
                 .group_by(events.customer_id)
             )
-            await self._fill_hits(hits)
-            reached = update(STATES).where(*active, _s.customer_id == _h.customer_id)
-            ended = reached.values(**self._end(EXITED, _h.at, GOAL_REACHED))
-            exited += rowcount(await self.session.execute(ended))
+            if await self._fill_hits(hits):
+                reached = update(STATES).where(*active, _s.customer_id == _h.customer_id)
+                ended = reached.values(**self._end(EXITED, _h.at, GOAL_REACHED))
+                exited += rowcount(await self.session.execute(ended))
         rule = self.journey.definition.exit_rule
         if rule is not None:
             matching = (
@@ -265,8 +266,8 @@ class Mover:
             return moves
         # wait_until: the first awaited event within the timeout, else the timeout.
         moves = Moves()
-        if self.journey.ticked_at is not None:
-            await self._fill_hits(self._awaited_events(step, self.journey.ticked_at))
+        since = self.journey.ticked_at
+        if since is not None and await self._fill_hits(self._awaited_events(step, since)):
             happened = [*at_step(self.journey, step), _s.customer_id == _h.customer_id]
             moves.add(await self.move(step, "on_event", happened, _h.at))
         moves.add(await self.move(step, "on_timeout", due, _s.wake_at))
@@ -340,9 +341,12 @@ class Mover:
     ) -> list[ColumnElement[bool]]:
         return [column > moment(since), column <= moment(self.now)]
 
-    async def _fill_hits(self, query: Select[Any]) -> None:
+    async def _fill_hits(self, query: Select[Any]) -> int:
+        """Fill the scratch hits with ``query``; how many customers it found (none: the
+        statements that would read the hits have nothing to do)."""
         await self.session.execute(delete(HITS))
-        await self.session.execute(insert(HITS).from_select(["customer_id", "at"], query))
+        filled = await self.session.execute(insert(HITS).from_select(["customer_id", "at"], query))
+        return rowcount(filled)
 
 
 def moment(value: datetime) -> ColumnElement[datetime]:

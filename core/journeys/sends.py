@@ -77,15 +77,38 @@ async def send_due(
         for step in journey.definition.steps
         if step.kind == "send"
     ]
+    waiting = await _steps_with_customers_due(session, steps, now)
     sent = []
     for journey, step in steps:
-        due = due_at_step(journey, step, now)
-        if await session.scalar(select(STATES.c.customer_id).where(*due).limit(1)) is None:
+        if (journey.id, step.id) not in waiting:
             continue
+        due = due_at_step(journey, step, now)
         plan = await _plan_step(session, journey, step, settings, now, round_number)
         moves = await movers[journey.id].move(step, "next", due, now)
+        if moves.moved:  # they are due at once where they arrived, later in this round too
+            waiting.add((journey.id, step.leads_to["next"]))
         sent.append(SentStep(journey.definition.name, step.id, plan, moves))
     return sent
+
+
+async def _steps_with_customers_due(
+    session: AsyncSession, steps: list[tuple[LiveJourney, JourneyStep]], now: datetime
+) -> set[tuple[int, str]]:
+    """(journey id, step id) of the ``steps`` with a customer due at ``now``, in one
+    statement rather than one a step (most steps of most ticks have nobody due)."""
+    if not steps:
+        return set()
+    states = STATES.c
+    found = await session.execute(
+        select(states.journey_id, states.step)
+        .distinct()
+        .where(
+            states.journey_id.in_(sorted({journey.id for journey, _ in steps})),
+            states.step.in_(sorted({step.id for _, step in steps})),
+            states.wake_at <= now,
+        )
+    )
+    return {(journey_id, step_id) for journey_id, step_id in found.all()}
 
 
 async def _plan_step(
