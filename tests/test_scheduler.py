@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from config import DEFAULT_CONFIG_DIR
 from core import clock
 from core.db import Store, open_store
-from core.models import Campaign, CampaignRun, JobRun
+from core.measure.snapshots import CATCH_UP_DAYS
+from core.models import Campaign, CampaignRun, JobRun, KpiSnapshot
 from core.planner.runs import plan_due_runs, request_run
 from core.program import load_program
 from core.scheduler.jobs import CYCLE_PREFIX, REQUESTS_JOB, JobCatalogue
@@ -62,7 +63,8 @@ async def test_jobs_are_the_fixed_ones_and_one_per_active_cycle_campaign(
     jobs = await JobCatalogue(store, program_settings, load_program(PROGRAM)).jobs()
 
     names = [job.name for job in jobs]
-    fixed = [REQUESTS_JOB, "refresh", "intel", "journeys", "date-triggers", "cleanup"]
+    fixed = [REQUESTS_JOB, "refresh", "intel", "journeys", "date-triggers", "kpi-snapshots"]
+    fixed.append("cleanup")
     assert names == [*fixed, f"{CYCLE_PREFIX}weekly"]
     cycle = jobs[-1].trigger.get_next_fire_time(None, NOW)
     assert cycle is not None and cycle.weekday() == 0 and cycle.hour == 10
@@ -113,6 +115,25 @@ async def test_pausing_a_cycle_campaign_removes_its_job_within_two_seconds(
         assert await _wait_for(removed, 2.5) <= 2.0
     finally:
         await scheduler.stop()
+
+
+async def test_the_nightly_kpi_job_writes_yesterday_and_fills_missing_days(
+    store: Store, program_settings: Settings
+) -> None:
+    ids = await add_people(store, [Person("ann"), Person("ben")], NOW - timedelta(days=40))
+    await add_segment(store, "all", list(ids.values()), NOW)
+    catalogue = JobCatalogue(store, program_settings, load_program(PROGRAM))
+    with clock.using(clock.FixedClock(NOW - timedelta(days=3))):
+        await catalogue.refresh()  # placed in their stages before yesterday
+    with clock.using(clock.FixedClock(NOW)):
+        first = await catalogue.kpi_snapshots()
+        again = await catalogue.kpi_snapshots()
+    async with store.reading() as session:
+        days = (await session.scalars(select(KpiSnapshot.day).distinct())).all()
+    yesterday = NOW.astimezone(program_settings.zone).date() - timedelta(days=1)
+    assert first["days"] == CATCH_UP_DAYS + 1 and max(days) == yesterday
+    assert len(days) == CATCH_UP_DAYS + 1 and first["customers"] == 2
+    assert again["days"] == 1 and again["rows"] == first["rows"] // first["days"]
 
 
 async def test_a_failing_job_is_recorded_with_its_error_and_idle_ones_leave_no_row(

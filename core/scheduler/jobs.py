@@ -3,8 +3,9 @@
 Fixed jobs: the request tick (launches, "run now", due runs: every
 ``scheduler.tick_seconds``), the stage and segment refresh, the nightly
 intelligence refresh, the journeys' tick, the date triggers (birthdays and
-anniversaries, in each customer's time zone) and the clean-up. Then one cron job per active cycle
-campaign, from the campaigns in the store. Every planning job calls the same
+anniversaries, in each customer's time zone), the daily KPI snapshot and the
+clean-up. Then one cron job per active cycle campaign, from the campaigns in
+the store. Every planning job calls the same
 :func:`core.planner.runs.plan_due_runs`, which plans everything due at once:
 cycles whose slots coincide are arbitrated by priority in one tick whichever
 job fires first, and missed slots coalesce.
@@ -26,6 +27,7 @@ from core.db import Store
 from core.intel.refresh import refresh_intel
 from core.journeys import advance_journeys
 from core.lifecycle import refresh_stages
+from core.measure.snapshots import write_due_snapshots
 from core.models import Campaign
 from core.planner.runs import PlannedRun, plan_due_runs
 from core.policy import Outcome
@@ -39,6 +41,8 @@ from core.triggers import fire_date_triggers
 REQUESTS_JOB = "requests"
 CYCLE_PREFIX = "cycle:"
 _CLEANUP_SCHEDULE = "30 4 * * *"
+_KPI_SNAPSHOT_SCHEDULE = "15 0 * * *"
+"""Just after midnight in the program's time zone, when yesterday is complete."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,11 @@ class JobCatalogue:
             Job("journeys", IntervalTrigger(seconds=scheduler.journeys_seconds), self.journeys),
             # Every quarter of an hour: zones at :30 and :45 offsets reach their send time too.
             Job("date-triggers", CronTrigger(minute="*/15", timezone=zone), self.date_triggers),
+            Job(
+                "kpi-snapshots",
+                CronTrigger.from_crontab(_KPI_SNAPSHOT_SCHEDULE, zone),
+                self.kpi_snapshots,
+            ),
             Job("cleanup", CronTrigger.from_crontab(_CLEANUP_SCHEDULE, zone), self.cleanup),
         ]
         async with self.store.reading() as session:
@@ -131,6 +140,10 @@ class JobCatalogue:
         tick = await advance_journeys(self.store, self.program, self.settings, clock.now())
         counts = tick.counts()
         return counts if any(value for key, value in counts.items() if key != "journeys") else None
+
+    async def kpi_snapshots(self) -> Counts:
+        """Yesterday's KPI snapshot, and any missing one of the days before it."""
+        return await write_due_snapshots(self.store, self.program, self.settings, clock.now())
 
     async def cleanup(self) -> Counts:
         """Old job runs go."""
