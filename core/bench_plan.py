@@ -165,7 +165,7 @@ async def _materialised_database(settings: Settings, program: Program, customers
         store = open_store(settings, path)
         try:
             await upgrade(store)
-            await refresh_intel(store, program, BENCH_NOW)
+            await refresh_intel(store, program, BENCH_NOW, zone=settings.zone)
             await refresh_everything(store, program, BENCH_NOW)
         finally:
             await store.close()

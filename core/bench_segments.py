@@ -48,7 +48,7 @@ async def benchmark_segments(
     chosen = bench_program(program, segments)
     async with working_store(settings, cached) as store:
         started = time.perf_counter()
-        intel = await refresh_intel(store, chosen, BENCH_NOW)
+        intel = await refresh_intel(store, chosen, BENCH_NOW, zone=settings.zone)
         scores_seconds = time.perf_counter() - started
         initial_seconds, _ = await refresh_everything(store, chosen, BENCH_NOW)
         tomorrow = BENCH_NOW + timedelta(days=1)

@@ -116,11 +116,20 @@ class StatusChange:
         return self.previous != self.status
 
 
+_LATER_FIELDS = ("trigger", "channels", "send_time")
+"""Spec fields added after campaigns were first stored: left out at their defaults, so the
+digests of campaigns that do not use them stay what they were."""
+
+
 def campaign_definition(spec: CampaignSpec) -> dict[str, Any]:
-    """What ``Campaign.definition`` stores: the spec as JSON. Only triggered campaigns have
-    a ``trigger``: left out of the others, their digests stay what they were before
-    triggers existed."""
-    return spec.model_dump(mode="json", exclude={"trigger"} if spec.trigger is None else None)
+    """What ``Campaign.definition`` stores: the spec as JSON, without the later fields that
+    hold their defaults (see :data:`_LATER_FIELDS`)."""
+    unused = {
+        name
+        for name in _LATER_FIELDS
+        if getattr(spec, name) == CampaignSpec.model_fields[name].default
+    }
+    return spec.model_dump(mode="json", exclude=unused)
 
 
 def definition_digest(definition: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.errors import CadenceError
 
@@ -76,6 +76,17 @@ def as_utc(moment: datetime, assume: ZoneInfo | None = None) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=assume or UTC)
     return moment.astimezone(UTC)
+
+
+def stored_zone(name: str | None) -> ZoneInfo | None:
+    """The zone a customer's stored ``time_zone`` names; None when empty or unknown (imports
+    check zones, so an odd stored value means the program's zone, as no zone does)."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def parse_moment(text: str, assume: ZoneInfo | None = None) -> datetime:

@@ -94,7 +94,7 @@ async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) 
         await upgrade(store)
         await load_demo_data(store, settings, customers=customers, days=days, seed=seed)
         now = clock.now()
-        await refresh_intel(store, program, now)
+        await refresh_intel(store, program, now, zone=settings.zone)
         async with store.transaction() as session:
             await refresh_stages(session, program, now)
         segments = await refresh_segments(store, program, now)

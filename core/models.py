@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -223,6 +224,41 @@ class CustomerScore(Base):
     refreshed_at: Mapped[datetime]
 
 
+class CustomerSendTime(Base):
+    """A customer's best local hour to be sent marketing, from their opens and clicks
+    smoothed toward everyone's (see :mod:`core.intel.send_time`); computed in batch."""
+
+    __tablename__ = "customer_send_times"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[int] = mapped_column(SmallInteger)
+    """0-23, on the wall clock of the customer's time zone (the program's when they have none)."""
+    share: Mapped[float]
+    """The smoothed share of the customer's opens and clicks that fall in that hour."""
+    events: Mapped[int] = mapped_column(Integer)
+    """The customer's own opens and clicks it was learnt from (0: the population's hour)."""
+    refreshed_at: Mapped[datetime]
+
+
+class CustomerChannel(Base):
+    """The channel a customer answers best on, among those they may be sent marketing on
+    (see :mod:`core.intel.channel_preference`); computed in batch. No row: no preference."""
+
+    __tablename__ = "customer_channels"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(32))
+    response_rate: Mapped[float]
+    """Smoothed share of the channel's messages the customer opened, clicked or bought after."""
+    messages: Mapped[int] = mapped_column(Integer)
+    """Messages the customer was sent on that channel in the window (0: never tried)."""
+    refreshed_at: Mapped[datetime]
+
+
 class Segment(Base):
     """A target group: a rule over customers, optionally within one stage.
 
@@ -424,6 +460,8 @@ class OutboxMessage(Base):
         Index(None, "state", "next_attempt_at"),
         # The hourly sending limit counts a channel's recent sends through this index.
         Index(None, "channel", "sent_at"),
+        # Who was sent a message in a window (stage coverage), read from this index alone.
+        Index(None, "customer_id", "sent_at"),
     )
 
 

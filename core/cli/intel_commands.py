@@ -209,7 +209,12 @@ def intel_refresh(as_json: bool) -> None:
 
     settings = load_command_settings()
     program = load_command_program(settings)
-    result = run(with_store(settings, lambda store: refresh_intel(store, program, clock.now())))
+    result = run(
+        with_store(
+            settings,
+            lambda store: refresh_intel(store, program, clock.now(), zone=settings.zone),
+        )
+    )
     if result.fit is None:
         raise CadenceError(
             f"scores refreshed for {result.customers:,} customers, but the CLV models were "
@@ -224,6 +229,19 @@ def intel_refresh(as_json: bool) -> None:
     out.print(
         f"Recommendations: {picked.pairs:,} product pairs among {picked.products:,} products "
         f"bought, picks for {picked.customers:,} customers."
+    )
+    timing = result.send_times
+    if timing.best_hour is None:
+        out.print("Send times: no opens or clicks in the window; campaigns sent at their hour.")
+    else:
+        out.print(
+            f"Send times: best hours for {timing.customers:,} customers, {timing.learnt:,} "
+            f"from their own opens and clicks; without history: {timing.best_hour:02d}:00."
+        )
+    rates = "  ".join(f"{name} {rate:.1%}" for name, rate in result.channels.rates.items())
+    out.print(
+        f"Channels: a preferred channel for {result.channels.customers:,} customers"
+        + (f" (response rates: {rates})." if rates else ".")
     )
     table = Table(title=f"CLV fit over {fit['customers']:,} buyers (time unit: {fit['time_unit']})")
     table.add_column("model")

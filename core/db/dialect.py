@@ -134,3 +134,10 @@ def day_number(backend: Backend, moment: SQLColumnExpression[Any]) -> ColumnElem
     if backend == "postgresql":
         return cast(func.floor(func.extract("epoch", moment) / 86_400), BigInteger)
     return type_coerce(moment, BigInteger) // 86_400_000_000  # SQLite: epoch microseconds
+
+
+def epoch_seconds(backend: Backend, moment: SQLColumnExpression[Any]) -> ColumnElement[Any]:
+    """Whole seconds from 1970-01-01 UTC to ``moment`` (a time column), as an integer."""
+    if backend == "postgresql":
+        return cast(func.floor(func.extract("epoch", moment)), BigInteger)
+    return type_coerce(moment, BigInteger) // 1_000_000  # SQLite: epoch microseconds

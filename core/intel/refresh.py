@@ -1,5 +1,7 @@
 """``cadence intel refresh``: scores for everyone, co-purchase recommendations (see
-:mod:`core.intel.recommendations`), then the CLV models fitted and applied.
+:mod:`core.intel.recommendations`), best send hours (:mod:`core.intel.send_time`) and
+preferred channels (:mod:`core.intel.channel_preference`), then the CLV models fitted
+and applied.
 
 The CLV step reads one row per buyer from the rollups (repeat purchases,
 the age of the first and last purchase, revenue), fits BG/NBD and
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import BigInteger, Column, Float, MetaData, Table, insert, select, update
@@ -20,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Store
 from core.db.dialect import age_in_days, backend_of, scratch_table
+from core.intel.channel_preference import ChannelRefresh, refresh_channel_preferences
 from core.intel.clv import (
     ClvFitError,
     FitResult,
@@ -30,12 +34,14 @@ from core.intel.clv import (
 )
 from core.intel.recommendations import RecommendationRefresh, refresh_recommendations
 from core.intel.scores import refresh_scores
+from core.intel.send_time import SendTimeRefresh, refresh_send_times
 from core.models import ClvFit, CustomerRollup, CustomerScore
 from core.program import Program
 
 PREDICTION_DAYS = 90
 CLV_HORIZON_DAYS = 365
 TIME_UNIT = "days"
+_UTC = ZoneInfo("UTC")
 
 _predictions = Table(
     "clv_predictions",
@@ -50,11 +56,13 @@ _predictions = Table(
 
 @dataclass(frozen=True)
 class IntelRefresh:
-    """What one refresh did: customers scored, the recommendations computed, and the CLV
-    fit, or why there is none."""
+    """What one refresh did: customers scored, the recommendations, send hours and channel
+    preferences computed, and the CLV fit, or why there is none."""
 
     customers: int
     recommendations: RecommendationRefresh
+    send_times: SendTimeRefresh
+    channels: ChannelRefresh
     fit: FitResult | None
     fit_problem: str | None
 
@@ -70,11 +78,19 @@ class PurchaseHistories:
     monetary: np.ndarray
 
 
-async def refresh_intel(store: Store, program: Program, now: datetime) -> IntelRefresh:
-    """Refresh every score and the recommendations, and fit the CLV models as of ``now``."""
+async def refresh_intel(
+    store: Store, program: Program, now: datetime, *, zone: ZoneInfo = _UTC
+) -> IntelRefresh:
+    """Refresh every score, the recommendations, send hours and channel preferences, and fit
+    the CLV models as of ``now``. ``zone`` is the program's (the settings' ``time_zone``,
+    UTC by default): the local clock of customers without a time zone of their own."""
     async with store.transaction() as session:
         customers = await refresh_scores(session, program.scores, now)
     recommendations = await refresh_recommendations(store, now)
+    async with store.transaction() as session:
+        send_times = await refresh_send_times(session, now, zone)
+    async with store.transaction() as session:
+        channels = await refresh_channel_preferences(session, now)
     async with store.reading() as session:
         histories = await read_purchase_histories(session, now)
     try:
@@ -88,10 +104,10 @@ async def refresh_intel(store: Store, program: Program, now: datetime) -> IntelR
             time_unit=TIME_UNIT,
         )
     except ClvFitError as problem:
-        return IntelRefresh(customers, recommendations, None, str(problem))
+        return IntelRefresh(customers, recommendations, send_times, channels, None, str(problem))
     async with store.transaction() as session:
         await _store_predictions(session, histories, fit, now)
-    return IntelRefresh(customers, recommendations, fit, None)
+    return IntelRefresh(customers, recommendations, send_times, channels, fit, None)
 
 
 async def read_purchase_histories(session: AsyncSession, now: datetime) -> PurchaseHistories:

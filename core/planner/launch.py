@@ -124,8 +124,9 @@ async def launch_campaign(
     """
     templates = settings.resolve(settings.templates_dir)
     for variant in spec.variants:
-        if trouble := template_problem(variant, spec.channel, templates):
-            raise CampaignError(f"cannot launch: {trouble}")
+        for channel in spec.channel_choices:
+            if trouble := template_problem(variant, channel, templates):
+                raise CampaignError(f"cannot launch: {trouble}")
     # Only the size is needed to decide: counting the audience spares planning it twice.
     async with store.reading() as session:
         request = await request_for_spec(session, _UNSTORED, _UNSTORED, spec, program)

@@ -26,7 +26,7 @@ from core.planner.audience import Audience, resolve_audience
 from core.planner.tick import RunPlan, RunRequest, plan_tick
 from core.policy import Outcome
 from core.program import Program
-from core.program.model import CampaignSpec
+from core.program.model import PREFERRED, CampaignSpec
 from core.program.schedules import schedule_trigger
 from core.rules import RuleError, parse_rule
 from core.settings import Settings
@@ -232,12 +232,14 @@ def spec_request(
         campaign_id=campaign_id,
         campaign=spec.name,
         audience=audience,
-        channel=spec.channel,
+        channel=spec.channel_choices[0],
         marketing=spec.category == "marketing",
         priority=spec.priority,
         variants=tuple(spec.variants),
         control_percent=spec.control,
         cooldown=None if spec.cooldown is None else parse_duration(spec.cooldown),
+        preferred_channels=spec.channel_choices if spec.channel == PREFERRED else (),
+        best_time=spec.send_time == "best",
     )
 
 

@@ -6,17 +6,25 @@ statements per run over scratch tables, never a loop per customer:
 1. The runs are put in *slot* order: priority (higher first), then campaign
    name, so arbitration is deterministic.
 2. ``plan_zones`` holds, per time zone, when marketing due now may go out
-   (quiet hours) and the 24-hour and 7-day cap windows around that moment.
+   (quiet hours) and the 24-hour and 7-day cap windows around that moment;
+   when a run sends at the customers' best hours, ``plan_hours`` holds, per
+   zone and local hour, the next time that hour comes (quiet hours again).
 3. ``plan_people`` holds, per customer the tick may reach, their due time,
    how many marketing messages the caps allow them (``allowance``) and how
-   many are still free in this tick (``remaining``), and a status per
-   channel of the tick (no address, suppressed, unsubscribed, no consent).
+   many are still free in this tick (``remaining``), a status per channel
+   of the tick (no address, suppressed, unsubscribed, no consent) and, when
+   a run needs them, the due time at their best hour and their preferred
+   channel. A message at the best hour counts against the caps as if it
+   went now: never more than the caps allow, at times less.
 4. Slot by slot, every customer in the run's audience gets exactly one
    :class:`Outcome`: the channel status and cooldown exclude; an eligible
    marketing candidate with no free slot is ``capped`` (the caps were full
    before the tick) or ``lost`` (a higher slot took it); the rest are split
    into control (deterministic hash) and sent (queued, or held by quiet
-   hours). The lost are counted by winner in one grouped read; every other
+   hours). A run with a preferred channel gives each customer the channel
+   they prefer among its channels if the policy allows it there, else the
+   first of its channels that it allows; it excludes only when none does.
+   The lost are counted by winner in one grouped read; every other
    outcome gets a row in ``plan_outcomes``. Then one ``UPDATE`` takes a slot
    from each marketing winner. Going down the slots this way is the priority
    arbitration, with no sort of all the candidates.
@@ -32,10 +40,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ColumnElement,
     FromClause,
@@ -49,15 +58,25 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import stored_zone
 from core.db.dialect import backend_of, drop_scratch_table, least, scratch_table, upsert
 from core.db.types import BigId, UtcDateTime
-from core.models import CampaignContact, Customer, OutboxMessage, Suppression
+from core.intel.send_time import HOURS, next_send_at
+from core.models import (
+    CampaignContact,
+    Customer,
+    CustomerChannel,
+    CustomerSendTime,
+    OutboxMessage,
+    Suppression,
+)
 from core.planner.audience import Audience
 from core.planner.control import campaign_salt, control_bucket_sql, control_threshold
 from core.policy import Outcome, QuietHours
@@ -70,6 +89,8 @@ _LIVE_STATES = ("queued", "control", "sending", "sent", "retry")
 """Outbox states that count against the caps: everything but a message that failed."""
 
 _CUSTOMERS = Customer.__table__
+_SEND_TIMES = CustomerSendTime.__table__
+_CHANNELS = CustomerChannel.__table__
 _OUTBOX = OutboxMessage.__table__
 _CONTACTS = CampaignContact.__table__
 _SUPPRESSIONS = Suppression.__table__
@@ -89,6 +110,18 @@ class RunRequest:
     variants: tuple[str, ...]
     control_percent: float
     cooldown: timedelta | None
+    preferred_channels: tuple[str, ...] = ()
+    """When set, each customer's preferred channel among these (see
+    :mod:`core.intel.channel_preference`), else the first of these the policy allows for
+    them; ``channel`` is then the first of these."""
+    best_time: bool = False
+    """Marketing goes at each customer's best hour (see :mod:`core.intel.send_time`) within
+    the next 24 hours instead of now; customers without one go now."""
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The channels the run's messages may go on, in fallback order."""
+        return self.preferred_channels or (self.channel,)
 
 
 @dataclass(frozen=True)
@@ -127,14 +160,18 @@ async def plan_tick(
     if not requests:
         return []
     ordered = sorted(requests, key=lambda request: (-request.priority, request.campaign))
-    tables = _Scratch([request.channel for request in ordered])
+    tables = _Scratch([channel for request in ordered for channel in request.choices])
+    best_time = any(request.best_time and request.marketing for request in ordered)
+    preferred = any(request.preferred_channels for request in ordered)
     for table in tables.all:
         await scratch_table(session, table)
     # A tick of many runs reaches most customers: facts for everyone cost one scan,
     # less than deduplicating the audiences. A single run needs its audience only.
     reach = ordered[0].audience.select_customers(now) if len(ordered) == 1 else None
-    await _fill_zones(session, tables, reach, policy.quiet, zone, now)
-    await _fill_people(session, tables, reach, policy, now)
+    await _fill_zones(session, tables, reach, policy.quiet, zone, now, best_time=best_time)
+    await _fill_people(
+        session, tables, reach, policy, now, best_time=best_time, preferred=preferred
+    )
     plans = []
     for slot, request in enumerate(ordered):
         plans.append(await _plan_slot(session, tables, slot, request, ordered, now))
@@ -175,6 +212,12 @@ class _Scratch:
             Column("remaining", Integer, nullable=False),
             Column("first_slot", Integer),
             *(Column(f"status_{index}", Integer, nullable=False) for index in self.status_range),
+            # Filled when a run of the tick needs them: the due time at the customer's best
+            # hour (and whether quiet hours moved it), their preferred channel's position in
+            # ``channels``.
+            Column("best_due_at", UtcDateTime()),
+            Column("best_held", Boolean),
+            Column("preferred", Integer),
         )
         # Every outcome but "lost", keyed (slot, customer) without a rowid on SQLite: each
         # slot's rows are appended in customer order and read back as one range.
@@ -185,17 +228,28 @@ class _Scratch:
             Column("outcome", Integer, nullable=False),
             Column("due_at", UtcDateTime(), nullable=False),
             Column("variant", Integer, nullable=False),
+            Column("channel", Integer, nullable=False),
             sqlite_with_rowid=False,
         )
-        self.all = (self.zones, self.people, self.outcomes)
+        self.hours = table(
+            "plan_hours",
+            Column("time_zone", String(64), primary_key=True),
+            Column("hour", Integer, primary_key=True, autoincrement=False),
+            Column("due_at", UtcDateTime(), nullable=False),
+            Column("held", Boolean, nullable=False),
+        )
+        self.all = (self.zones, self.hours, self.people, self.outcomes)
 
     @property
     def status_range(self) -> range:
         return range(len(self.channels))
 
+    def position(self, channel: str) -> int:
+        return self.channels.index(channel)
+
     def status(self, channel: str) -> Column[int]:
         """The ``plan_people`` column with a customer's status on ``channel``."""
-        column: Column[int] = self.people.c[f"status_{self.channels.index(channel)}"]
+        column: Column[int] = self.people.c[f"status_{self.position(channel)}"]
         return column
 
 
@@ -210,17 +264,32 @@ async def _fill_zones(
     quiet: QuietHours | None,
     program_zone: ZoneInfo,
     now: datetime,
+    *,
+    best_time: bool,
 ) -> None:
     """Per time zone of the customers within ``reach`` (None: everyone): when their
-    marketing may go out, and the cap windows around that moment."""
+    marketing may go out, and the cap windows around that moment; with ``best_time``, when
+    each local hour comes next."""
     query = select(_CUSTOMERS.c.time_zone).distinct().where(_CUSTOMERS.c.time_zone.is_not(None))
     if reach is not None:
         query = query.where(_CUSTOMERS.c.id.in_(reach))
     names = (await session.execute(query)).scalars()
-    rows = []
+    rows, hours = [], []
     for name in [_DEFAULT_ZONE_KEY, *names]:
-        zone = _zone(name) or program_zone
+        zone = stored_zone(name) or program_zone
         due = (quiet.release(now, zone) if quiet else None) or now
+        if best_time:
+            for hour in range(HOURS):
+                at = next_send_at(now, zone, hour)
+                release = quiet.release(at, zone) if quiet else None
+                hours.append(
+                    {
+                        "time_zone": name,
+                        "hour": hour,
+                        "due_at": release or at,
+                        "held": bool(release),
+                    }
+                )
         rows.append(
             {
                 "time_zone": name,
@@ -232,15 +301,8 @@ async def _fill_zones(
             }
         )
     await session.execute(insert(tables.zones), rows)
-
-
-def _zone(name: str) -> ZoneInfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None  # imports check zones; an odd stored value falls back to the program's
+    if hours:
+        await session.execute(insert(tables.hours), hours)
 
 
 async def _fill_people(
@@ -249,9 +311,13 @@ async def _fill_people(
     reach: Select[int] | None,
     policy: PolicySettings,
     now: datetime,
+    *,
+    best_time: bool,
+    preferred: bool,
 ) -> None:
     """Per customer within ``reach`` (None: everyone): due time, the marketing messages the
-    caps allow, and a status per channel."""
+    caps allow, and a status per channel; with ``best_time``, the due time at their best
+    hour; with ``preferred``, their preferred channel."""
     zones = tables.zones.c
     customers = _CUSTOMERS.c
     zone_key = func.coalesce(customers.time_zone, _DEFAULT_ZONE_KEY)
@@ -261,6 +327,20 @@ async def _fill_people(
         source = reached.join(_CUSTOMERS, customers.id == reached.c.customer_id)
     default_zone = select(tables.zones).where(zones.time_zone == _DEFAULT_ZONE_KEY).subquery()
     source = source.outerjoin(tables.zones, zones.time_zone == zone_key).join(default_zone, true())
+    extras: dict[str, ColumnElement[Any]] = {}
+    if best_time:
+        hours = tables.hours.c
+        source = source.outerjoin(_SEND_TIMES, _SEND_TIMES.c.customer_id == customers.id)
+        source = source.outerjoin(
+            tables.hours, and_(hours.time_zone == zone_key, hours.hour == _SEND_TIMES.c.hour)
+        )
+        extras.update(best_due_at=hours.due_at, best_held=hours.held)
+    if preferred:
+        chosen = _CHANNELS.c.channel
+        source = source.outerjoin(_CHANNELS, _CHANNELS.c.customer_id == customers.id)
+        extras["preferred"] = case(
+            *((chosen == name, tables.position(name)) for name in tables.channels)
+        )
 
     def zone_value(name: str) -> ColumnElement[datetime]:
         return func.coalesce(zones[name], default_zone.c[name])
@@ -294,20 +374,20 @@ async def _fill_people(
     ]
     facts = (
         select(customers.id, zone_value("due_at").label("due_at"), allowance.label("allowance"))
-        .add_columns(*statuses)
+        .add_columns(*statuses, *(value.label(name) for name, value in extras.items()))
         .select_from(source)
         .subquery("facts")
     )
-    status_names = [status.name for status in statuses]
+    copied = [*(status.name for status in statuses), *extras]
     await session.execute(
         insert(tables.people).from_select(
-            ["customer_id", "due_at", "allowance", "remaining", *status_names],
+            ["customer_id", "due_at", "allowance", "remaining", *copied],
             select(
                 facts.c.id,
                 facts.c.due_at,
                 facts.c.allowance,
                 facts.c.allowance,
-                *(facts.c[name] for name in status_names),
+                *(facts.c[name] for name in copied),
             ),
         )
     )
@@ -343,8 +423,7 @@ async def _plan_slot(
     people = tables.people.c
     audience = request.audience.select_customers(now).subquery("audience")
     source = audience.join(tables.people, people.customer_id == audience.c.customer_id)
-    status = tables.status(request.channel)
-    exclusion = blocking_status(status, marketing=request.marketing)
+    exclusion, channel = _channel_choice(tables, request)
     times: ColumnElement[int] = literal(0, Integer)
     contacted = select(_CONTACTS.c.customer_id).where(
         _CONTACTS.c.campaign_id == request.campaign_id
@@ -380,24 +459,30 @@ async def _plan_slot(
         if plan.lost_to:
             plan.outcomes[Outcome.LOST] = sum(plan.lost_to.values())
         stored = ~lost
+        due: ColumnElement[Any] = people.due_at
+        held: ColumnElement[bool] = people.due_at > now
+        if request.best_time:
+            due = func.coalesce(people.best_due_at, people.due_at)
+            # At the best hour is queued (for later); held means quiet hours moved it.
+            held = or_(people.best_held.is_(True), and_(people.best_due_at.is_(None), held))
         whens += [
             (people.remaining <= 0, Outcome.CAPPED),
             (in_control, Outcome.CONTROL),
-            (people.due_at > now, Outcome.HELD),
+            (held, Outcome.HELD),
         ]
-        due: ColumnElement[Any] = people.due_at
     else:
         whens.append((in_control, Outcome.CONTROL))
         due = literal(now, UtcDateTime())
     await session.execute(
         insert(tables.outcomes).from_select(
-            ["slot", "customer_id", "outcome", "due_at", "variant"],
+            ["slot", "customer_id", "outcome", "due_at", "variant", "channel"],
             select(
                 literal(slot, Integer),
                 audience.c.customer_id,
                 case(*whens, else_=Outcome.QUEUED),
                 due,
                 times % len(request.variants),
+                channel,
             )
             .select_from(source)
             .where(stored),
@@ -427,6 +512,33 @@ async def _plan_slot(
     return plan
 
 
+def _channel_choice(
+    tables: _Scratch, request: RunRequest
+) -> tuple[ColumnElement[int], ColumnElement[int]]:
+    """What stops the run's message for a customer (0: nothing), and the position of the
+    channel it goes on: the preferred one if the run may use it, else the first of the
+    run's channels that the policy allows (the first of all when none does)."""
+    people = tables.people.c
+    positions = [tables.position(name) for name in request.choices]
+    blocked = [
+        blocking_status(tables.status(name), marketing=request.marketing)
+        for name in request.choices
+    ]
+    if len(positions) == 1:
+        return blocked[0], literal(positions[0], Integer)
+    free = [status == 0 for status in blocked]
+    channel = case(
+        *(
+            (and_(people.preferred == position, ok), position)
+            for position, ok in zip(positions, free, strict=True)
+        ),
+        *((ok, position) for position, ok in zip(positions, free, strict=True)),
+        else_=positions[0],
+    )
+    exclusion = case(*((ok, 0) for ok in free), else_=blocked[0])
+    return exclusion, channel
+
+
 _PLANNED = [outcome.value for outcome in Outcome if outcome.planned]
 
 
@@ -441,11 +553,17 @@ async def _write(
         else_=request.variants[0],
     )
     state = case((outcomes.outcome == Outcome.CONTROL, "control"), else_="queued")
+    channel: ColumnElement[str] = literal(request.channel, String)
+    if request.preferred_channels:
+        channel = case(
+            *((outcomes.channel == tables.position(name), name) for name in request.choices),
+            else_=request.channel,
+        )
     rows = planned.add_columns(
         literal(request.run_id, BigInteger),
         literal(request.campaign_id, Integer),
         outcomes.customer_id,
-        literal(request.channel, String),
+        channel,
         literal("marketing" if request.marketing else "transactional", String),
         variant,
         state,

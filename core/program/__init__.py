@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core import clock
 from core.errors import ConfigError
+from core.program.goals import compile_goal, known_event_types
 from core.program.journeys import (
     JourneyDefinition,
     JourneyStep,
@@ -33,7 +34,6 @@ from core.program.journeys import (
     step_delay,
     step_ids,
 )
-from core.program.goals import compile_goal, known_event_types
 from core.program.model import (
     CampaignSpec,
     GoalSpec,
@@ -119,7 +119,10 @@ class Program:
     def template_uses(self) -> set[tuple[str, str]]:
         """Every (template, channel) the campaigns and the journeys' send steps use."""
         uses: set[tuple[str, str]] = {
-            (variant, c.spec.channel) for c in self.campaigns for variant in c.spec.variants
+            (variant, channel)
+            for c in self.campaigns
+            for variant in c.spec.variants
+            for channel in c.spec.channel_choices
         }
         for journey in self.journeys:
             uses.update(
@@ -331,8 +334,9 @@ def _campaign(
     if spec.schedule is not None and (trouble := _schedule_problem(spec.schedule)):
         problem(("schedule",), trouble)
     for variant in spec.variants:
-        if trouble := template_problem(variant, spec.channel, known.templates_dir):
-            problem(("variants",), trouble)
+        for channel in spec.channel_choices:
+            if trouble := template_problem(variant, channel, known.templates_dir):
+                problem(("variants",), trouble)
     if spec.trigger is not None and not _trigger_compiles(spec, loc, path, text, known, problems):
         return None
     if target is None or target.rule is None:

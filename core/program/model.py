@@ -139,6 +139,10 @@ Duration = Annotated[str, AfterValidator(_duration)]
 CampaignKind = Literal["cycle", "ad_hoc", "triggered", "journey"]
 Channel = Literal["email", "sms", "webhook", "in_app", "file"]
 CHANNEL_NAMES: tuple[str, ...] = get_args(Channel)
+PREFERRED = "preferred"
+"""A campaign's ``channel`` meaning: each customer's preferred one among its ``channels``."""
+SendTime = Literal["now", "best"]
+SEND_TIMES: tuple[str, ...] = get_args(SendTime)
 
 
 class TargetSpec(_Spec):
@@ -222,7 +226,17 @@ class CampaignSpec(_Spec):
     target: TargetSpec | None = None
     """Needed but for triggered campaigns, which reach whom their trigger matches (narrowed
     by the target when they have one)."""
-    channel: Channel
+    channel: Literal[Channel, "preferred"]
+    """The channel, or ``preferred``: each customer's preferred channel (see
+    :mod:`core.intel.channel_preference`) when it is one of ``channels``, else the first of
+    ``channels`` the customer may be sent on."""
+    channels: list[Channel] | None = None
+    """With ``channel = "preferred"``: the channels to choose from, in fallback order (every
+    variant needs templates for each)."""
+    send_time: SendTime = "now"
+    """``now``: when the run is planned; ``best``: at each customer's best hour (see
+    :mod:`core.intel.send_time`) in their time zone, within the next 24 hours. Quiet hours
+    hold marketing either way."""
     variants: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]] = (
         Field(min_length=1)
     )
@@ -241,6 +255,54 @@ class CampaignSpec(_Spec):
     status: Literal["active", "paused", "archived"] = "active"
     trigger: TriggerSpec | None = None
     """Triggered campaigns only: the event or date that sends the campaign."""
+
+    @field_validator("send_time", mode="before")
+    @classmethod
+    def _known_send_time(cls, value: object) -> object:
+        if value not in SEND_TIMES:
+            raise ValueError(
+                f'must be "now" (when the run is planned) or "best" (each customer\'s best '
+                f"hour within the next 24 hours, in their time zone), not {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _channels_fit_channel(self) -> CampaignSpec:
+        if self.channel == PREFERRED and not self.channels:
+            raise ValueError(
+                'a `channel = "preferred"` campaign needs `channels`, the channels to choose '
+                'from in fallback order, e.g. channels = ["email", "sms"]'
+            )
+        if self.channel != PREFERRED and self.channels is not None:
+            raise ValueError(
+                f'`channels` is for `channel = "preferred"`; this campaign sends on '
+                f"`{self.channel}` only"
+            )
+        if self.channels is not None and len(set(self.channels)) < len(self.channels):
+            raise ValueError("`channels` names a channel twice")
+        return self
+
+    @model_validator(mode="after")
+    def _send_time_fits(self) -> CampaignSpec:
+        if self.send_time != "best":
+            return self
+        if self.category == "transactional":
+            raise ValueError(
+                'a transactional message goes at once: `send_time = "best"` is for marketing'
+            )
+        if self.trigger is not None and self.trigger.date is not None:
+            raise ValueError(
+                'a date trigger sends at its `send_at` local time, not at `send_time = "best"`'
+            )
+        return self
+
+    @property
+    def channel_choices(self) -> tuple[str, ...]:
+        """The channels the campaign's messages may go on, in fallback order."""
+        if self.channel == PREFERRED:
+            assert self.channels is not None
+            return tuple(self.channels)
+        return (self.channel,)
 
     @model_validator(mode="after")
     def _schedule_fits_kind(self) -> CampaignSpec:
