@@ -126,12 +126,15 @@ class JobCatalogue:
         }
 
     async def intel(self) -> Counts:
-        """Scores, CLV and co-purchase recommendations."""
-        result = await refresh_intel(self.store, self.program, clock.now())
+        """Scores, CLV, co-purchase recommendations, send hours and channel preferences
+        (customers without a time zone of their own live on the program's clock)."""
+        result = await refresh_intel(self.store, self.program, clock.now(), zone=self.settings.zone)
         return {
             "customers": result.customers,
             "recommendation_pairs": result.recommendations.pairs,
             "clv_fitted": int(result.fit is not None),
+            "send_times": result.send_times.customers,
+            "preferred_channels": result.channels.customers,
         }
 
     async def journeys(self) -> Counts | None:
