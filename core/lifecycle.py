@@ -258,8 +258,11 @@ def stages_at(moments: Mapping[str, datetime]) -> Subquery:
     source: FromClause = current
     stages: dict[str, ColumnElement[Any]] = {}
     for label, moment in moments.items():
+        # "+ 0": partitioned by the bare column, SQLite would read every move through the
+        # customer index for its order (2.3 s at 1.2 million moves) instead of the moves
+        # after the moment through the time index (0.2 s for 135,000).
         first_after = func.row_number().over(
-            partition_by=moves.customer_id, order_by=(moves.at, moves.id)
+            partition_by=moves.customer_id + 0, order_by=(moves.at, moves.id)
         )
         later = (
             select(moves.customer_id, moves.from_stage, first_after.label("rank"))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import OutboxMessage
-from core.program.model import CHANNEL_NAMES
+from core.db.dialect import backend_of
+from core.models import Event, OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,32 @@ def share(part: float, whole: float) -> float | None:
 def sent_within(window: Window) -> tuple[ColumnElement[Any], ...]:
     """Outbox rows sent inside ``window``: the messages customers received.
 
-    Naming every channel lets both databases read the range through the
-    ``(channel, sent_at)`` index instead of the whole outbox.
+    Only a sent row has a ``sent_at``, so the time alone says it, and coverage reads
+    the ``(customer_id, sent_at)`` index without touching the rows.
     """
     outbox = OutboxMessage.__table__.c
-    return (
-        outbox.channel.in_(CHANNEL_NAMES),
-        outbox.sent_at > window.start,
-        outbox.sent_at <= window.end,
-        outbox.state == "sent",
+    return (outbox.sent_at > window.start, outbox.sent_at <= window.end)
+
+
+QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
+
+_WHOLE_TABLE_SHARE = 0.05
+"""On SQLite, a window holding more than this share of the events is read by scanning the
+table: each row found through the time index costs a lookup of its own, measured about
+ten times a row of a plain scan (3.3 s against 0.44 s for 2 million of 5.8 million)."""
+
+
+async def events_within(session: AsyncSession, query: QueryT, window: Window) -> QueryT:
+    """``query`` over the events of ``window``, told how best to read them."""
+    if backend_of(session) != "sqlite":
+        return query  # PostgreSQL's statistics make the choice
+    in_window = select(func.count()).where(
+        Event.occurred_at > window.start, Event.occurred_at <= window.end
     )
+    counts = select(
+        in_window.scalar_subquery(), select(func.count()).select_from(Event).scalar_subquery()
+    )
+    found, total = (await session.execute(counts)).one()
+    if found > _WHOLE_TABLE_SHARE * total:
+        return query.with_hint(Event, "NOT INDEXED", "sqlite")
+    return query

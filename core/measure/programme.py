@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import event_types
 from core.lifecycle import stages_at
-from core.measure.kpis import KpiValue, Window, sent_within, share
+from core.measure.kpis import KpiValue, Window, events_within, sent_within, share
 from core.models import Campaign, Event, OutboxMessage, Suppression
 from core.program import Program
 from core.suppressions import HARD_BOUNCE
@@ -103,19 +103,17 @@ async def programme_kpis(session: AsyncSession, program: Program, window: Window
         ).all()
     )
     kinds = (event_types.UNSUBSCRIBED, event_types.MESSAGE_COMPLAINED, event_types.MESSAGE_BOUNCED)
-    events = dict(
-        (
-            await session.execute(
-                select(Event.type, func.count())
-                .where(
-                    Event.occurred_at > window.start,
-                    Event.occurred_at <= window.end,
-                    Event.type.in_(kinds),
-                )
-                .group_by(Event.type)
-            )
-        ).all()
+    by_type = (
+        select(Event.type, func.count())
+        .where(
+            Event.occurred_at > window.start,
+            Event.occurred_at <= window.end,
+            Event.type.in_(kinds),
+        )
+        .group_by(Event.type)
     )
+    found = await session.execute(await events_within(session, by_type, window))
+    events: dict[str, int] = {kind: number for kind, number in found}
     refused = (
         await session.execute(
             select(func.count()).where(

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import event_types
 from core.lifecycle import stages_at
-from core.measure.kpis import KpiValue, Window, sent_within, share
+from core.measure.kpis import KpiValue, Window, events_within, sent_within, share
 from core.models import Event, OutboxMessage, StageTransition
 from core.program import Program, Stage
 
@@ -105,7 +105,7 @@ async def stage_kpis(session: AsyncSession, program: Program, window: Window) ->
     """Every stage of ``program`` over ``window``, in program order."""
     tallies: defaultdict[str | None, _Tally] = defaultdict(_Tally)
     for end_stage, start_stage, customers, messaged, converted, revenue, churned in (
-        await session.execute(_per_stage_pair(program, window))
+        await session.execute(await _per_stage_pair(session, program, window))
     ).all():
         at_end, at_start = tallies[end_stage], tallies[start_stage]
         at_end.customers += customers
@@ -134,7 +134,7 @@ async def stage_kpis(session: AsyncSession, program: Program, window: Window) ->
     ]
 
 
-def _per_stage_pair(program: Program, window: Window) -> Any:
+async def _per_stage_pair(session: AsyncSession, program: Program, window: Window) -> Any:
     """Per (stage at the end, stage at the start): customers, how many were sent a message
     in the window, bought in it (and for how much) and went dormant in it."""
     placement = stages_at({"at_end": window.end, "at_start": window.start})
@@ -142,7 +142,7 @@ def _per_stage_pair(program: Program, window: Window) -> Any:
     messaged = (
         select(outbox.customer_id).where(*sent_within(window)).group_by(outbox.customer_id)
     ).subquery("messaged")
-    bought = (
+    purchases = (
         select(Event.customer_id, func.sum(Event.value).label("revenue"))
         .where(
             Event.occurred_at > window.start,
@@ -150,7 +150,8 @@ def _per_stage_pair(program: Program, window: Window) -> Any:
             Event.type == event_types.PURCHASE,
         )
         .group_by(Event.customer_id)
-    ).subquery("bought")
+    )
+    bought = (await events_within(session, purchases, window)).subquery("bought")
     source = placement.outerjoin(
         messaged, messaged.c.customer_id == placement.c.customer_id
     ).outerjoin(bought, bought.c.customer_id == placement.c.customer_id)

@@ -1,4 +1,4 @@
-"""kpi snapshots: each day's stage and program KPIs, for trends
+"""kpi snapshots: each day's stage and program KPIs, for trends; sends by customer and time
 
 Revision ID: 0008
 Revises: 0007
@@ -31,7 +31,9 @@ def upgrade() -> None:
         sa.Column("computed_at", UTC_TIME, nullable=False),
         sa.PrimaryKeyConstraint("day", "stage", "kpi", name=op.f("pk_kpi_snapshots")),
     )
+    op.create_index(op.f("ix_outbox_customer_id_sent_at"), "outbox", ["customer_id", "sent_at"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_outbox_customer_id_sent_at"), table_name="outbox")
     op.drop_table("kpi_snapshots")
