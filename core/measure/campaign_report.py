@@ -4,7 +4,7 @@ Both read the stored campaigns (ad-hoc launches and campaigns since removed from
 program included), measure their goals as of a moment (:mod:`core.measure.goals`) and
 judge them (:mod:`core.measure.uplift`), then lay the figures out as a
 :class:`~core.measure.export.Report`. Runs whose goal window is still open are listed
-run by run with their conversions so far and the verdict "goal window open"; they are
+run by run with their conversions so far and the verdict "window open until ..."; they are
 left out of a campaign's totals until their window closes.
 """
 
@@ -55,10 +55,15 @@ async def _unknown_campaign(session: AsyncSession, name: str) -> CampaignError:
     )
 
 
-def goal_text(goal: GoalSpec | None) -> str | None:
-    """``purchase within 7d``, with the event rule and value when the goal has them."""
+def goal_text(goal: GoalSpec | None, *, short: bool = False) -> str | None:
+    """``purchase within 7d``, with the event rule and value when the goal has them;
+    ``short``: ``purchase in 7d``, a mark for a rule and ``$`` for revenue (the table's)."""
     if goal is None:
         return None
+    if short:
+        return f"{goal.event} in {goal.within}{'*' if goal.event_rule else ''}" + (
+            " $" if goal.value else ""
+        )
     text = f"{goal.event} within {goal.within}"
     if goal.event_rule:
         text += f" where {goal.event_rule}"
@@ -70,14 +75,14 @@ def _rate(value: Any) -> str:
 
 
 def _points(value: Any) -> str:
-    return "-" if value is None else f"{value * 100:+.2f} pp"
+    return "-" if value is None else f"{value * 100:+.2f}"
 
 
 def _interval(value: Any) -> str:
     if value is None:
         return "-"
     low, high = value
-    return f"{low * 100:+.2f} to {high * 100:+.2f}"
+    return f"[{low * 100:+.1f}, {high * 100:+.1f}]"
 
 
 def _p_value(value: Any) -> str:
@@ -90,15 +95,28 @@ def _signed(value: Any) -> str:
     return "-" if value is None else f"{value:+,.1f}"
 
 
-_INTERVAL = f"{CONFIDENCE:.0%} interval (pp)"
+_INTERVAL = f"{CONFIDENCE:.0%} interval"
+
+
+def _figure_columns(revenue: bool) -> list[Column]:
+    """The columns of :func:`_figures`; the table shows incremental revenue only when a
+    goal sums revenue (CSV and JSON always carry it)."""
+    return [
+        Column("incremental_revenue", "incr. revenue", _signed, numeric=True, table=revenue)
+        if column.key == "incremental_revenue"
+        else column
+        for column in _FIGURES
+    ]
+
+
 _FIGURES = (
     Column("treated", "treated", numeric=True, table=False),
     Column("treated_converted", numeric=True, table=False),
-    Column("treated_rate", "treated conv.", _rate, numeric=True),
+    Column("treated_rate", "treated", _rate, numeric=True),
     Column("control_members", numeric=True, table=False),
     Column("control_converted", numeric=True, table=False),
-    Column("control_rate", "control conv.", _rate, numeric=True),
-    Column("uplift", "uplift", _points, numeric=True),
+    Column("control_rate", "control", _rate, numeric=True),
+    Column("uplift", "uplift pp", _points, numeric=True),
     Column("uplift_interval", _INTERVAL, _interval, numeric=True, export=False),
     Column("uplift_low", numeric=True, table=False),
     Column("uplift_high", numeric=True, table=False),
@@ -106,7 +124,7 @@ _FIGURES = (
     Column("relative_low", numeric=True, table=False),
     Column("relative_high", numeric=True, table=False),
     Column("p_value", "p", _p_value, numeric=True),
-    Column("incremental_conversions", "incr. conv.", _signed, numeric=True),
+    Column("incremental_conversions", "incr.", _signed, numeric=True),
     Column("incremental_low", numeric=True, table=False),
     Column("incremental_high", numeric=True, table=False),
     Column("treated_revenue", numeric=True, table=False),
@@ -151,10 +169,12 @@ def _figures(estimate: Estimate, closes: datetime | None, zone: ZoneInfo) -> dic
 
 def _notes(min_sample_per_arm: int) -> list[str]:
     return [
-        f"Treated: messages sent; control: customers kept back. Only runs whose goal window "
-        f"closed count; below {min_sample_per_arm:,} members in an arm: not enough data. "
-        f"Uplift in percentage points (pp), {CONFIDENCE:.0%} Newcombe interval, two-sided "
-        "two-proportion p-value; incremental figures are per treated arm."
+        "Treated and control: the goal's conversion rate of the messages sent and of the "
+        "customers kept back. Only runs whose goal window closed count; with fewer than "
+        f"{min_sample_per_arm:,} members in an arm: not enough data. Uplift and its "
+        f"{CONFIDENCE:.0%} (Newcombe) interval in percentage points; p: two-sided, "
+        "two-proportion; incr.: conversions the messages added. A goal with * has an event rule, "
+        "with $ it sums revenue."
     ]
 
 
@@ -162,15 +182,17 @@ def campaigns_report(
     uplifts: list[CampaignUplift], as_of: datetime, zone: ZoneInfo, min_sample_per_arm: int
 ) -> Report:
     """One row per campaign: runs, messages, both arms' rates and the uplift."""
+    revenue = any(u.measured.goal is not None and u.measured.goal.value for u in uplifts)
     columns = [
-        Column("campaign"),
+        Column("campaign", wrap=False),
         Column("kind", table=False),
-        Column("goal", show=lambda value: value or "-"),
+        Column("goal", show=lambda value: value or "-", table=False),
+        Column("goal_short", "goal", export=False, wrap=False),
         Column("runs", numeric=True),
         Column("open_runs", "open", numeric=True),
         Column("sent", numeric=True),
-        Column("control", numeric=True),
-        *_FIGURES,
+        Column("control", "kept back", numeric=True),
+        *_figure_columns(revenue),
     ]
     rows = []
     for uplift in uplifts:
@@ -179,6 +201,7 @@ def campaigns_report(
             "campaign": measured.name,
             "kind": measured.kind,
             "goal": goal_text(measured.goal),
+            "goal_short": "-" if measured.goal is None else goal_text(measured.goal, short=True),
             "runs": len(measured.runs),
             "open_runs": len(measured.open_runs),
             "sent": measured.sent,
@@ -203,13 +226,13 @@ def campaign_report(
     over the runs whose window closed."""
     measured = uplift.measured
     columns = [
-        Column("run"),
+        Column("run", wrap=False),
         Column("planned_at", "planned", lambda value: _moment(value, zone)),
         Column("window_closes_at", "window closes", lambda value: _moment(value, zone)),
         Column("final", table=False),
         Column("sent", numeric=True),
-        Column("control", numeric=True),
-        *_FIGURES,
+        Column("control", "kept back", numeric=True),
+        *_figure_columns(measured.goal is not None and measured.goal.value is not None),
     ]
     rows = []
     for run_uplift in uplift.runs:

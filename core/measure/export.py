@@ -64,6 +64,8 @@ class Column:
     table: bool = True
     export: bool = True
     """Whether CSV and JSON carry the column (not: a table-only view of other columns)."""
+    wrap: bool = True
+    """Whether a narrow terminal may wrap the column's cells; names should stay whole."""
 
     @property
     def title(self) -> str:
@@ -102,7 +104,9 @@ def as_table(report: Report) -> Table:
     table = Table(title=report.title, box=box.SIMPLE_HEAD, pad_edge=False)
     shown = [column for column in report.columns if column.table]
     for column in shown:
-        table.add_column(column.title, justify="right" if column.numeric else "left")
+        table.add_column(
+            column.title, justify="right" if column.numeric else "left", no_wrap=not column.wrap
+        )
     for index, row in enumerate(report.rows):
         last = index == len(report.rows) - 1 and report.totals is not None
         table.add_row(*(column.show(row.get(column.key)) for column in shown), end_section=last)

@@ -51,11 +51,11 @@ class Verdict(StrEnum):
 
     UPLIFT = "uplift"
     NEGATIVE = "negative uplift"
-    NO_DIFFERENCE = "no significant difference"
+    NO_DIFFERENCE = "not significant"
     NOT_ENOUGH_DATA = "not enough data"
     NO_CONTROL = "no control group, uplift unknown"
     NO_GOAL = "no goal, uplift unknown"
-    OPEN = "goal window open"
+    OPEN = "window open"
     NO_RUNS = "no runs yet"
 
 
@@ -161,7 +161,7 @@ def relative_interval(x_t: int, n_t: int, x_c: int, n_c: int, z: float = _Z) -> 
 
 @dataclass(frozen=True)
 class RunUplift:
-    """One run's arms and uplift; an open run's estimate is "goal window open"."""
+    """One run's arms and uplift; an open run's estimate is "window open"."""
 
     run: RunGoal
     estimate: Estimate
