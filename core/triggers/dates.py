@@ -78,7 +78,7 @@ async def fire_date_triggers_in(
     planned = []
     for trigger, zone, names, day, key in due:
         matched = _matching(trigger, day, ZoneInfo(zone), names, now, earliest)
-        if not (await session.execute(matched.limit(1))).first():
+        if matched is None or not (await session.execute(matched.limit(1))).first():
             continue
         run = await plan_match(session, program, settings, trigger, matched, key, OCCASION, now)
         if run is not None:
@@ -108,12 +108,11 @@ def _zone_groups(
     stored: Iterable[str | None], program_zone: ZoneInfo
 ) -> dict[str, list[str | None]]:
     """The stored ``time_zone`` values by the zone they mean: none, an unknown name or the
-    program's own go to the program's zone."""
+    program's own go to the program's zone (which has no group when nobody is there)."""
     groups: dict[str, list[str | None]] = defaultdict(list)
-    groups[program_zone.key].append(None)
     for name in stored:
-        if name is not None:
-            groups[_zone_key(name) or program_zone.key].append(name)
+        key = program_zone.key if name is None else _zone_key(name) or program_zone.key
+        groups[key].append(name)
     return groups
 
 
@@ -131,10 +130,10 @@ def _matching(
     names: list[str | None],
     now: datetime,
     earliest_purchase: datetime | None = None,
-) -> Select[Any]:
-    """``customer_id`` of the customers in the zone ``names`` whose ``day`` it is; an
-    anniversary only in the years from ``earliest_purchase`` (the earliest first purchase
-    stored; none: nobody bought, so no year)."""
+) -> Select[Any] | None:
+    """``customer_id`` of the customers in the zone ``names`` whose ``day`` it is; None
+    when nobody's can be: an anniversary is looked for only on the days since
+    ``earliest_purchase`` (the earliest first purchase stored; none: nobody bought)."""
     in_zone = or_(
         _ZONE.in_([name for name in names if name is not None]),
         _ZONE.is_(None) if None in names else false(),
@@ -147,11 +146,15 @@ def _matching(
         on_day = CUSTOMERS.c.birthday.in_(_same_day(day, years))
     else:
         tables.update(_FIRST_PURCHASE.tables)
-        # A year earlier than the earliest purchase's year in UTC: its local date may be
-        # the last day of the year before.
-        first_year = earliest_purchase.year - 1 if earliest_purchase else day.year
-        years = range(max(day.year - YEARS_BACK, first_year), day.year)
-        on_day = _within_local_days(_FIRST_PURCHASE.column, _same_day(day, years), zone)
+        years = range(day.year - YEARS_BACK, day.year)
+        days = [
+            past
+            for past in _same_day(day, years)
+            if earliest_purchase is not None and _local_midnight(past, 1, zone) > earliest_purchase
+        ]
+        if not days:
+            return None
+        on_day = _within_local_days(_FIRST_PURCHASE.column, days, zone)
     conditions = [in_zone, on_day]
     if rule is not None:
         conditions.append(rule.condition(now))
@@ -182,7 +185,11 @@ def _within_local_days(
     """Whether the moment ``column`` falls on one of ``days`` as the clock reads in ``zone``."""
     ranges = []
     for day in days:
-        start = datetime.combine(day, time(), zone).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=1), time(), zone).astimezone(UTC)
+        start, end = _local_midnight(day, 0, zone), _local_midnight(day, 1, zone)
         ranges.append(and_(column >= start, column < end))
     return or_(*ranges) if ranges else false()
+
+
+def _local_midnight(day: date, later: int, zone: ZoneInfo) -> datetime:
+    """The start of the day ``later`` days after ``day`` in ``zone``, in UTC."""
+    return datetime.combine(day + timedelta(days=later), time(), zone).astimezone(UTC)
