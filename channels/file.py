@@ -69,8 +69,7 @@ class FileChannel:
             for message in batch:
                 await outcomes.add(SendOutcome.retry(message.outbox_id, reason))
             return outcomes.all
-        for outcome in written:
-            await outcomes.add(outcome)
+        await outcomes.add_all(written)  # one write holds them all
         return outcomes.all
 
     async def close(self) -> None:

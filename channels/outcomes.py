@@ -3,6 +3,9 @@ and failures put into words the same way on every channel."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 from channels.base import Report, SendOutcome
 
 
@@ -19,6 +22,14 @@ class Outcomes:
         self.all.append(outcome)
         if self._report is not None:
             await self._report(outcome)
+
+    async def add_all(self, outcomes: Sequence[SendOutcome]) -> None:
+        """Keep and report outcomes known at the same moment (a file written at once):
+        reported together, so the worker records them in one commit, not one each."""
+        self.all.extend(outcomes)
+        if self._report is not None:
+            report = self._report
+            await asyncio.gather(*(report(outcome) for outcome in outcomes))
 
 
 def error_text(exc: BaseException) -> str:
