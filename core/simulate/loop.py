@@ -341,10 +341,26 @@ def _timeline(background: dict[str, tuple[IntArray, IntArray, FloatArray]]) -> E
 
 def _next_fire(job: Job, start: datetime, earliest: datetime, tick: timedelta) -> datetime | None:
     """The job's first fire time at or after ``earliest``; interval jobs count from
-    ``start`` (the scheduler counts from when it started), at least ``tick`` apart."""
+    ``start`` (the scheduler counts from when it started), at least ``tick`` apart.
+
+    A cron job that fires more often than once a tick (the quarter-hourly date triggers)
+    runs on the tick's grid from ``start``, where the interval jobs run: off the grid it
+    would add a step of its own each tick, and every step stores events, fires their
+    triggers and delivers (at 20,000 customers and hourly ticks, twice the steps cost
+    about 40% of the run)."""
     trigger = job.trigger
     if isinstance(trigger, IntervalTrigger):
         every = max(timedelta(seconds=trigger.interval_length), tick)
-        return start + -((start - earliest) // every) * every
+        return _on_grid(start, earliest, every)
     fire: datetime | None = trigger.get_next_fire_time(None, earliest)
-    return fire.astimezone(UTC) if fire is not None else None
+    if fire is None:
+        return None
+    following: datetime | None = trigger.get_next_fire_time(fire, fire + _MICROSECOND)
+    if following is not None and following - fire < tick:
+        return _on_grid(start, fire, tick)
+    return fire.astimezone(UTC)
+
+
+def _on_grid(start: datetime, earliest: datetime, every: timedelta) -> datetime:
+    """The first of ``start``, ``start + every``, ... at or after ``earliest``."""
+    return start + -((start - earliest) // every) * every
