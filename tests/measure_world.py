@@ -7,21 +7,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from itertools import count, pairwise
+from itertools import pairwise
 
 from sqlalchemy import insert
 
 from core.db import Store
-from core.db.bulk import EventRow, store_events
-from core.message_events import message_event
-from core.models import CampaignRun, CustomerStage, OutboxMessage, StageTransition, Suppression
+from core.models import CustomerStage, StageTransition, Suppression
 from tests.planner_world import Person, add_campaign, add_people, campaign_spec
+from tests.uplift_world import Happening, add_events, add_run
 
 END = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 """The end of 2026-11-22 in UTC: the moment the KPIs of the tests describe."""
 DAY = date(2026, 11, 22)
 """The day that ends at :data:`END`."""
-_runs = count(1)
 
 
 def days(n: float) -> timedelta:
@@ -49,42 +47,14 @@ async def send(
 ) -> None:
     """One outbox row of ``campaign`` for ``customer``, due at ``at``; sent then if
     ``state`` is ``sent``."""
-    async with store.transaction() as session:
-        run = CampaignRun(
-            campaign_id=campaign,
-            run_key=f"run-{next(_runs)}",
-            occasion="manual",
-            status="planned",
-            due_at=at,
-            planned_at=at,
-            outcomes={},
-        )
-        session.add(run)
-        await session.flush()
-        session.add(
-            OutboxMessage(
-                run_id=run.id,
-                campaign_id=campaign,
-                customer_id=customer,
-                channel="email",
-                category="marketing",
-                variant="offer_a",
-                state=state,
-                due_at=at,
-                created_at=at,
-                sent_at=at if state == "sent" else None,
-            )
-        )
+    await add_run(store, campaign, at, {customer: state})
 
 
 async def happen(
     store: Store, customer: int, kind: str, at: datetime, value: float | None = None
 ) -> None:
     """Store one event of ``customer`` as ingest would."""
-    row = message_event(customer, kind, at, {}, source="test")
-    stored: EventRow = (*row[:3], value, *row[4:])
-    async with store.transaction() as session:
-        await store_events(session, [stored], at)
+    await add_events(store, [Happening(customer, kind, at, value)], at)
 
 
 async def refused(store: Store, address: str, at: datetime, source: str = "delivery") -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import BigInteger, ColumnElement, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.dialect import backend_of
+from core.db.types import UtcDateTime
 from core.models import Event, OutboxMessage
 
 
@@ -69,25 +70,25 @@ def sent_within(window: Window) -> tuple[ColumnElement[Any], ...]:
     return (outbox.sent_at > window.start, outbox.sent_at <= window.end)
 
 
-QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
-
 _WHOLE_TABLE_SHARE = 0.05
 """On SQLite, a window holding more than this share of the events is read by scanning the
 table: each row found through the time index costs a lookup of its own, measured about
-ten times a row of a plain scan (3.3 s against 0.44 s for 2 million of 5.8 million)."""
+eight times a row of a plain scan (3.3 s against 0.44 s for 2 million of 5.8 million)."""
 
 
-async def events_within(session: AsyncSession, query: QueryT, window: Window) -> QueryT:
-    """``query`` over the events of ``window``, told how best to read them."""
-    if backend_of(session) != "sqlite":
-        return query  # PostgreSQL's statistics make the choice
-    in_window = select(func.count()).where(
-        Event.occurred_at > window.start, Event.occurred_at <= window.end
-    )
-    counts = select(
-        in_window.scalar_subquery(), select(func.count()).select_from(Event).scalar_subquery()
-    )
-    found, total = (await session.execute(counts)).one()
-    if found > _WHOLE_TABLE_SHARE * total:
-        return query.with_hint(Event, "NOT INDEXED", "sqlite")
-    return query
+async def events_within(session: AsyncSession, window: Window) -> tuple[ColumnElement[bool], ...]:
+    """The conditions that keep the events of ``window``, worded so the database reads
+    them the cheaper way: through the time index, or on SQLite, for a window that holds
+    much of the table, by scanning it (PostgreSQL's statistics make that choice)."""
+    moment: ColumnElement[datetime] = Event.__table__.c.occurred_at
+    if backend_of(session) == "sqlite":
+        in_window = select(func.count()).where(
+            Event.occurred_at > window.start, Event.occurred_at <= window.end
+        )
+        everything = select(func.count()).select_from(Event)
+        counts = select(in_window.scalar_subquery(), everything.scalar_subquery())
+        found, total = (await session.execute(counts)).one()
+        if found > _WHOLE_TABLE_SHARE * total:
+            # SQLite uses no index for an expression: the time plus nothing (microseconds).
+            moment = type_coerce(type_coerce(moment, BigInteger) + 0, UtcDateTime())
+    return (moment > window.start, moment <= window.end)

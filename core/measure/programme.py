@@ -105,15 +105,10 @@ async def programme_kpis(session: AsyncSession, program: Program, window: Window
     kinds = (event_types.UNSUBSCRIBED, event_types.MESSAGE_COMPLAINED, event_types.MESSAGE_BOUNCED)
     by_type = (
         select(Event.type, func.count())
-        .where(
-            Event.occurred_at > window.start,
-            Event.occurred_at <= window.end,
-            Event.type.in_(kinds),
-        )
+        .where(*await events_within(session, window), Event.type.in_(kinds))
         .group_by(Event.type)
     )
-    found = await session.execute(await events_within(session, by_type, window))
-    events: dict[str, int] = {kind: number for kind, number in found}
+    events: dict[str, int] = dict((await session.execute(by_type)).all())
     refused = (
         await session.execute(
             select(func.count()).where(

@@ -142,16 +142,11 @@ async def _per_stage_pair(session: AsyncSession, program: Program, window: Windo
     messaged = (
         select(outbox.customer_id).where(*sent_within(window)).group_by(outbox.customer_id)
     ).subquery("messaged")
-    purchases = (
+    bought = (
         select(Event.customer_id, func.sum(Event.value).label("revenue"))
-        .where(
-            Event.occurred_at > window.start,
-            Event.occurred_at <= window.end,
-            Event.type == event_types.PURCHASE,
-        )
+        .where(*await events_within(session, window), Event.type == event_types.PURCHASE)
         .group_by(Event.customer_id)
-    )
-    bought = (await events_within(session, purchases, window)).subquery("bought")
+    ).subquery("bought")
     source = placement.outerjoin(
         messaged, messaged.c.customer_id == placement.c.customer_id
     ).outerjoin(bought, bought.c.customer_id == placement.c.customer_id)
