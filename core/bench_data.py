@@ -148,6 +148,25 @@ async def cached_database(settings: Settings, customers: int) -> Path:
     return await cached_file(f"segments-{customers}.db", build)
 
 
+async def derived_database(
+    settings: Settings, customers: int, name: str, prepare: Callable[[Store], Awaitable[None]]
+) -> Path:
+    """The cached database ``name``: the benchmark data for ``customers`` upgraded to the
+    current schema and then ``prepare``d, built on first use."""
+    base = await cached_database(settings, customers)
+
+    async def build(path: Path) -> None:
+        await asyncio.to_thread(shutil.copyfile, base, path)
+        store = open_store(settings, path)
+        try:
+            await upgrade(store)
+            await prepare(store)
+        finally:
+            await store.close()
+
+    return await cached_file(name, build)
+
+
 def _cache_paths(name: str) -> tuple[Path, Path | None]:
     """The cached database, and where to build it when it is not there yet."""
     CACHE_DIR.mkdir(exist_ok=True)

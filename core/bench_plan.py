@@ -28,9 +28,7 @@ it). ``floor_seconds`` is the sum of those counts' times; ``ratio`` is
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import shutil
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -43,16 +41,13 @@ from core import clock
 from core.bench_data import (
     BENCH_NOW,
     bench_program,
-    cached_database,
-    cached_file,
-    open_store,
+    derived_database,
     refresh_everything,
     working_store,
 )
 from core.campaigns import store_campaign
 from core.db import Store
 from core.intel.refresh import refresh_intel
-from core.migrations import upgrade
 from core.planner.runs import PlannedRun, plan_due_runs
 from core.policy import Outcome
 from core.program import Program, SegmentDefinition
@@ -158,22 +153,16 @@ def _total(planned: list[PlannedRun], outcome: Outcome) -> int:
 async def _materialised_database(settings: Settings, program: Program, customers: int) -> Path:
     """The benchmark data with ``program``'s scores, stages and segments refreshed at
     ``BENCH_NOW``, built on first use; its name changes with the program's rules."""
-    base = await cached_database(settings, customers)
 
-    async def build(path: Path) -> None:
-        await asyncio.to_thread(shutil.copyfile, base, path)
-        store = open_store(settings, path)
-        try:
-            await upgrade(store)
-            await refresh_intel(store, program, BENCH_NOW, zone=settings.zone)
-            await refresh_everything(store, program, BENCH_NOW)
-        finally:
-            await store.close()
+    async def prepare(store: Store) -> None:
+        await refresh_intel(store, program, BENCH_NOW, zone=settings.zone)
+        await refresh_everything(store, program, BENCH_NOW)
 
-    return await cached_file(f"plan-{customers}-{_rules_digest(program)}.db", build)
+    name = f"plan-{customers}-{rules_digest(program)}.db"
+    return await derived_database(settings, customers, name, prepare)
 
 
-def _rules_digest(program: Program) -> str:
+def rules_digest(program: Program) -> str:
     """A short digest of what the materialised tables depend on: the stage and segment
     rules, the segments' stages and the program's params."""
     parts = [f"stage {stage.name}: {stage.rule.text}" for stage in program.stages]

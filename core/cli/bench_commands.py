@@ -111,3 +111,18 @@ def bench_trigger(
 
     load_command_settings()
     click.echo(json.dumps(run(benchmark_trigger(events, rate, url, token, database_url))))
+
+
+@bench.command("kpi")
+@click.option("--customers", default=1_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--database-url", help="Benchmark this PostgreSQL database (emptied) instead.")
+@common_options
+def bench_kpi(customers: int, database_url: str | None) -> None:
+    """Time a day's KPI snapshot plus the uplift of 100 campaigns over CUSTOMERS customers."""
+    from core.bench_kpi import benchmark_kpi
+    from core.program import load_program
+
+    settings = load_command_settings()
+    program = load_program(settings.resolve(settings.program_dir))
+    result = run(benchmark_kpi(settings, program, customers=customers, database_url=database_url))
+    click.echo(json.dumps(result))
