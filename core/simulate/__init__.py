@@ -88,7 +88,7 @@ async def run_simulation(
     world = SimulatedWorld(store, settings, program, spec.behaviour, spec.seed, output, spec.tick)
     await world.run(spec.start, end, progress)
     async with store.reading() as session:
-        campaigns = await campaign_results(session, world.campaigns, world.tallies, end)
+        campaigns = await campaign_results(session, program, world.tallies, end)
         stages = await stage_sizes(session, program, end)
     return SimulationReport(
         customers=spec.customers,

@@ -13,15 +13,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.lifecycle import stage_overview
-from core.models import CampaignRun, Event, OutboxMessage
+from core.measure.goals import measure_goals
+from core.models import Campaign
 from core.program import Program
-from core.simulate.behaviour import any_between
-from core.simulate.loop import Tallies, micros
+from core.simulate.loop import Tallies
 
 
 @dataclass(frozen=True)
@@ -85,74 +84,32 @@ class SimulationReport:
 
 
 async def campaign_results(
-    session: AsyncSession,
-    goals: dict[int, tuple[str, str | None, int]],
-    tallies: Tallies,
-    end: datetime,
+    session: AsyncSession, program: Program, tallies: Tallies, end: datetime
 ) -> list[CampaignResult]:
-    """Per campaign with at least one run: counts, and treated against control conversion.
-    ``goals`` maps campaign ids to (name, goal event, goal window in micros)."""
-    outbox = OutboxMessage.__table__.c
-    runs = dict(
-        (
-            await session.execute(
-                select(CampaignRun.campaign_id, func.count()).group_by(CampaignRun.campaign_id)
-            )
-        ).all()
-    )
-    rows = (
-        await session.execute(
-            select(outbox.campaign_id, outbox.customer_id, outbox.created_at, outbox.state)
-            .where(outbox.state.in_(("sent", "control")))
-            .order_by(outbox.id)
-        )
-    ).all()
-    campaign = np.array([row[0] for row in rows], dtype=np.int64)
-    customer = np.array([row[1] for row in rows], dtype=np.int64)
-    planned = np.array([micros(row[2]) for row in rows], dtype=np.int64)
-    treated = np.array([row[3] == "sent" for row in rows], dtype=bool)
+    """Per campaign with at least one planned run: counts, and treated against control
+    conversion as :func:`core.measure.goals.measure_goals` judges them at ``end``."""
+    campaigns = (await session.scalars(select(Campaign).order_by(Campaign.name))).all()
     results = []
-    names = {campaign_id: name for campaign_id, (name, _, _) in goals.items()}
-    for campaign_id in sorted(runs, key=lambda key: names[key]):
-        name, goal, window = goals[campaign_id]
-        mine = campaign == campaign_id
-        whole = mine & (planned + window <= micros(end)) if goal else np.zeros_like(mine)
-        converted = np.zeros(len(rows), dtype=bool)
-        if goal and whole.any():
-            who, at = await _goal_events(session, goal)
-            converted[whole] = any_between(
-                who, at, customer[whole], planned[whole] + 1, planned[whole] + window
-            )
+    for measured in await measure_goals(session, campaigns, end, program.params):
+        if not measured.runs:
+            continue
+        treated, control = measured.treated, measured.control
         results.append(
             CampaignResult(
-                name=name,
-                runs=runs[campaign_id],
-                sent=int((mine & treated).sum()),
-                control=int((mine & ~treated).sum()),
-                opened=tallies.opened.get(name, 0),
-                clicked=tallies.clicked.get(name, 0),
-                goal=goal,
-                treated=int((whole & treated).sum()),
-                treated_converted=int((converted & treated).sum()),
-                control_members=int((whole & ~treated).sum()),
-                control_converted=int((converted & ~treated).sum()),
+                name=measured.name,
+                runs=len(measured.runs),
+                sent=measured.sent,
+                control=measured.kept_back,
+                opened=tallies.opened.get(measured.name, 0),
+                clicked=tallies.clicked.get(measured.name, 0),
+                goal=measured.goal.event if measured.goal is not None else None,
+                treated=treated.members,
+                treated_converted=treated.converted,
+                control_members=control.members,
+                control_converted=control.converted,
             )
         )
     return results
-
-
-async def _goal_events(session: AsyncSession, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every ``kind`` event as (customer, time) arrays sorted by customer then time."""
-    rows = (
-        await session.execute(
-            select(Event.customer_id, Event.occurred_at)
-            .where(Event.type == kind)
-            .order_by(Event.customer_id, Event.occurred_at)
-        )
-    ).all()
-    who = np.array([row[0] for row in rows], dtype=np.int64)
-    at = np.array([micros(row[1]) for row in rows], dtype=np.int64)
-    return who, at
 
 
 async def stage_sizes(session: AsyncSession, program: Program, now: datetime) -> dict[str, int]:
