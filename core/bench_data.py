@@ -96,7 +96,8 @@ def open_store(settings: Settings, path: Path) -> Store:
 async def working_store(settings: Settings, cached: Path) -> AsyncIterator[Store]:
     """A store on a fresh copy of ``cached``, upgraded to the current schema; the copy
     is deleted afterwards."""
-    work = cached.with_name(f"run-{cached.name}")
+    # One copy per process: two runs of a size at once must not share (or delete) one.
+    work = cached.with_name(f"run-{os.getpid()}-{cached.name}")
     await asyncio.to_thread(_copy_durably, cached, work)
     store = open_store(settings, work)
     try:
