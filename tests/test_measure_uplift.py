@@ -29,7 +29,14 @@ from core.program import load_program
 from core.settings import Settings
 from tests.conftest import NOW
 from tests.planner_world import Person, add_campaign, add_people, add_segment, campaign_spec
-from tests.uplift_world import Happening, add_events, add_run, measured, uplift_of
+from tests.uplift_world import (
+    Happening,
+    add_events,
+    add_run,
+    measured,
+    measured_all,
+    uplift_of,
+)
 
 DAY = timedelta(days=1)
 MICROSECOND = timedelta(microseconds=1)
@@ -215,6 +222,40 @@ async def test_a_goal_without_value_counts_conversions_only(store: Store) -> Non
     result = await measured(store, "logins", NOW)
     assert result.treated == Arm(1, 1, None)
     assert result.control == Arm(0, 0, None)
+
+
+async def test_campaigns_sharing_a_goal_are_measured_together_each_on_its_own_runs(
+    store: Store,
+) -> None:
+    ids, offer = await _offer_world(store)
+    a, b, c = ids["a"], ids["b"], ids["c"]
+    again = await add_campaign(store, campaign_spec("again", "all", control=50, goal=GOAL), NOW)
+    quick = {**GOAL, "within": "1d"}
+    brief = await add_campaign(store, campaign_spec("brief", "all", control=50, goal=quick), NOW)
+    start = NOW - 20 * DAY
+    await add_run(store, offer, start, {a: "sent", b: "control"})
+    await add_run(store, again, start + 5 * DAY, {a: "sent", c: "sent", b: "control"})
+    await add_run(store, brief, start, {a: "sent", c: "control"})
+    purchases = [(a, 2 * DAY, 10.0), (b, 6 * DAY, 20.0), (c, 7 * DAY, 40.0), (c, 12 * DAY, 80.0)]
+    await add_events(
+        store, [Happening(who, "purchase", start + at, v) for who, at, v in purchases], NOW
+    )
+    together = {
+        result.name: result
+        for result in await measured_all(store, NOW)  # one call: shared goals read at once
+    }
+    for name in ("offer", "again", "brief"):
+        alone = await measured(store, name, NOW)
+        assert together[name].runs == alone.runs
+    # offer's window (0, 7d] holds a's and b's; again's (5d, 12d] holds b's and both of c's
+    # (one conversion, both values); brief's (0, 1d] none.
+    assert (together["offer"].treated, together["offer"].control) == (
+        Arm(1, 1, 10.0),
+        Arm(1, 1, 20.0),
+    )
+    assert together["again"].treated == Arm(2, 1, 120.0)
+    assert together["again"].control == Arm(1, 1, 20.0)
+    assert together["brief"].treated == Arm(1, 0, 0.0)
 
 
 async def test_verdicts_for_no_control_no_goal_not_enough_data_and_no_runs(

@@ -98,6 +98,13 @@ async def measured(store: Store, name: str, as_of: datetime, **params: Any) -> C
     return result
 
 
+async def measured_all(store: Store, as_of: datetime) -> list[CampaignGoal]:
+    """Every stored campaign's arms as of ``as_of``, measured in one call."""
+    async with store.reading() as session:
+        campaigns = list((await session.execute(select(Campaign).order_by(Campaign.id))).scalars())
+        return await measure_goals(session, campaigns, as_of)
+
+
 async def uplift_of(
     store: Store, name: str, as_of: datetime, min_sample_per_arm: int = 1
 ) -> CampaignUplift:

@@ -15,10 +15,13 @@ again. A run is *final* once its window closed (``planned_at + within <= as_of``
 runs still open are returned with the conversions so far, marked not final, and the
 totals of :class:`CampaignGoal` count final runs only.
 
-Per campaign with a goal there is one statement, grouped per run and arm, whatever the
-number of members: the members joined to the goal events of their window. The events
-read are bounded by the campaign's earliest run and latest window end, so the events
-table's time index narrows the scan. A customer in several runs is a member of each.
+Per goal there is one statement, grouped per run and arm, whatever the number of members
+or of campaigns: the members joined to the goal events of their window. Campaigns with
+the same goal are read together, so the goal events of a period are read once, not once
+a campaign (a hundred campaigns with a purchase goal read the month's purchases once).
+The events read are bounded by the campaigns' earliest run and latest window end, so
+the events table's time index narrows the scan. A customer in several runs is a member
+of each.
 """
 
 from __future__ import annotations
@@ -149,25 +152,33 @@ async def measure_goals(
     ids = [campaign.id for campaign in campaigns]
     runs = await _planned_runs(session, ids, as_of)
     members = await _members(session, ids, as_of)
-    results = []
+    specs = {campaign.id: stored_goal(campaign) for campaign in campaigns}
+    goals: dict[int, Goal] = {}
+    alike: dict[str, list[int]] = {}  # campaigns by goal: each goal's events are read once
     for campaign in campaigns:
-        spec = stored_goal(campaign)
-        mine = runs.get(campaign.id, [])
-        goal = None if spec is None else _compiled(campaign.name, spec, params or {})
-        converted: Mapping[tuple[int, str], tuple[int, float | None]] = {}
-        if goal is not None and mine:
-            converted = await _converted(session, campaign.id, goal, mine, as_of)
-        results.append(
-            CampaignGoal(
-                campaign_id=campaign.id,
-                name=campaign.name,
-                kind=campaign.kind,
-                control_percent=float(campaign.definition.get("control", 0) or 0),
-                goal=spec,
-                runs=[_run_goal(run, goal, members, converted, as_of) for run in mine],
-            )
+        spec = specs[campaign.id]
+        if spec is not None:
+            goals[campaign.id] = _compiled(campaign.name, spec, params or {})
+            if runs.get(campaign.id):
+                alike.setdefault(spec.model_dump_json(), []).append(campaign.id)
+    converted: dict[tuple[int, str], tuple[int, float | None]] = {}
+    for same in alike.values():
+        their_runs = [run for campaign_id in same for run in runs[campaign_id]]
+        converted |= await _converted(session, same, goals[same[0]], their_runs, as_of)
+    return [
+        CampaignGoal(
+            campaign_id=campaign.id,
+            name=campaign.name,
+            kind=campaign.kind,
+            control_percent=float(campaign.definition.get("control", 0) or 0),
+            goal=specs[campaign.id],
+            runs=[
+                _run_goal(run, goals.get(campaign.id), members, converted, as_of)
+                for run in runs.get(campaign.id, [])
+            ],
         )
-    return results
+        for campaign in campaigns
+    ]
 
 
 def _compiled(name: str, spec: GoalSpec, params: Mapping[str, ParamValue]) -> Goal:
@@ -229,9 +240,14 @@ def _planned(campaign_ids: Iterable[int], as_of: datetime) -> list[ColumnElement
 
 
 async def _converted(
-    session: AsyncSession, campaign_id: int, goal: Goal, runs: Sequence[_Run], as_of: datetime
+    session: AsyncSession,
+    campaign_ids: Sequence[int],
+    goal: Goal,
+    runs: Sequence[_Run],
+    as_of: datetime,
 ) -> dict[tuple[int, str], tuple[int, float | None]]:
-    """Converted members and their goal events' value per (run, arm) of one campaign."""
+    """Converted members and their goal events' value per (run, arm) of campaigns that
+    share ``goal``; ``runs`` are theirs."""
     outbox, planned, events = _OUTBOX.c, _RUNS.c, _EVENTS.c
     window_end = shifted(backend_of(session), planned.planned_at, goal.within)
     # Plain bounds next to the per-row window: the events' time index can read just them.
@@ -251,7 +267,7 @@ async def _converted(
     per_member = (
         select(outbox.run_id, outbox.state, value.label("value"))
         .select_from(_OUTBOX.join(_RUNS, planned.id == outbox.run_id).join(_EVENTS, and_(*on_goal)))
-        .where(*_planned([campaign_id], as_of), outbox.state.in_(_ARMS))
+        .where(*_planned(campaign_ids, as_of), outbox.state.in_(_ARMS))
         .group_by(outbox.id, outbox.run_id, outbox.state)
         .subquery()
     )
