@@ -111,6 +111,14 @@ async def drop_scratch_table(session: AsyncSession, table: Table) -> None:
     await connection.exec_driver_sql(f'DROP TABLE IF EXISTS {schema}."{table.name}"')
 
 
+async def skip_jit(session: AsyncSession) -> None:
+    """Turn PostgreSQL's JIT compilation off for the rest of this transaction: for a few
+    big aggregates over a million rows it costs more than it saves (measured: 1.4 s of
+    compiling in a 6.3 s stage KPI query). SQLite has none."""
+    if backend_of(session) == "postgresql":
+        await session.execute(text("SET LOCAL jit = off"))
+
+
 def rowcount(result: Any) -> int:
     """Rows a write touched (``CursorResult.rowcount``: exact for INSERT ... SELECT, UPDATE
     and DELETE on both drivers, and for ``executemany`` on SQLite)."""

@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import event_types
+from core.db.dialect import skip_jit
 from core.lifecycle import stages_at
 from core.measure.kpis import KpiValue, Window, events_within, sent_within, share
 from core.models import Event, OutboxMessage, StageTransition
@@ -103,6 +104,7 @@ class _Tally:
 
 async def stage_kpis(session: AsyncSession, program: Program, window: Window) -> list[StageKpis]:
     """Every stage of ``program`` over ``window``, in program order."""
+    await skip_jit(session)
     tallies: defaultdict[str | None, _Tally] = defaultdict(_Tally)
     for end_stage, start_stage, customers, messaged, converted, revenue, churned in (
         await session.execute(await _per_stage_pair(session, program, window))

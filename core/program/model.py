@@ -137,6 +137,7 @@ def _duration(text: str) -> str:
 Duration = Annotated[str, AfterValidator(_duration)]
 """A positive duration as written in the file; :func:`core.durations.parse_duration` reads it."""
 CampaignKind = Literal["cycle", "ad_hoc", "triggered", "journey"]
+CAMPAIGN_KINDS: tuple[str, ...] = get_args(CampaignKind)
 Channel = Literal["email", "sms", "webhook", "in_app", "file"]
 CHANNEL_NAMES: tuple[str, ...] = get_args(Channel)
 PREFERRED = "preferred"
