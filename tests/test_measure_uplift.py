@@ -232,8 +232,13 @@ async def test_campaigns_sharing_a_goal_are_measured_together_each_on_its_own_ru
     again = await add_campaign(store, campaign_spec("again", "all", control=50, goal=GOAL), NOW)
     quick = {**GOAL, "within": "1d"}
     brief = await add_campaign(store, campaign_spec("brief", "all", control=50, goal=quick), NOW)
+    tally_goal = {"event": "purchase", "within": "7d"}  # offer's goal, counted only
+    tally = await add_campaign(
+        store, campaign_spec("tally", "all", control=50, goal=tally_goal), NOW
+    )
     start = NOW - 20 * DAY
     await add_run(store, offer, start, {a: "sent", b: "control"})
+    await add_run(store, tally, start, {a: "sent", b: "control"})
     await add_run(store, again, start + 5 * DAY, {a: "sent", c: "sent", b: "control"})
     await add_run(store, brief, start, {a: "sent", c: "control"})
     purchases = [(a, 2 * DAY, 10.0), (b, 6 * DAY, 20.0), (c, 7 * DAY, 40.0), (c, 12 * DAY, 80.0)]
@@ -244,7 +249,7 @@ async def test_campaigns_sharing_a_goal_are_measured_together_each_on_its_own_ru
         result.name: result
         for result in await measured_all(store, NOW)  # one call: shared goals read at once
     }
-    for name in ("offer", "again", "brief"):
+    for name in ("offer", "again", "brief", "tally"):
         alone = await measured(store, name, NOW)
         assert together[name].runs == alone.runs
     # offer's window (0, 7d] holds a's and b's; again's (5d, 12d] holds b's and both of c's
@@ -256,6 +261,7 @@ async def test_campaigns_sharing_a_goal_are_measured_together_each_on_its_own_ru
     assert together["again"].treated == Arm(2, 1, 120.0)
     assert together["again"].control == Arm(1, 1, 20.0)
     assert together["brief"].treated == Arm(1, 0, 0.0)
+    assert (together["tally"].treated, together["tally"].control) == (Arm(1, 1), Arm(1, 1))
 
 
 async def test_verdicts_for_no_control_no_goal_not_enough_data_and_no_runs(

@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Table, and_, func, select
@@ -154,14 +153,17 @@ async def measure_goals(
     members = await _members(session, ids, as_of)
     specs = {campaign.id: stored_goal(campaign) for campaign in campaigns}
     goals: dict[int, Goal] = {}
-    alike: dict[str, list[int]] = {}  # campaigns by goal: each goal's events are read once
+    # Campaigns by goal (whether it counts revenue aside: the one statement sums the
+    # values either way), so each goal's events are read once.
+    alike: dict[str, list[int]] = {}
     for campaign in campaigns:
         spec = specs[campaign.id]
         if spec is not None:
             goals[campaign.id] = _compiled(campaign.name, spec, params or {})
             if runs.get(campaign.id):
-                alike.setdefault(spec.model_dump_json(), []).append(campaign.id)
-    converted: dict[tuple[int, str], tuple[int, float | None]] = {}
+                key = spec.model_copy(update={"value": None}).model_dump_json()
+                alike.setdefault(key, []).append(campaign.id)
+    converted: dict[tuple[int, str], tuple[int, float]] = {}
     for same in alike.values():
         their_runs = [run for campaign_id in same for run in runs[campaign_id]]
         converted |= await _converted(session, same, goals[same[0]], their_runs, as_of)
@@ -245,9 +247,9 @@ async def _converted(
     goal: Goal,
     runs: Sequence[_Run],
     as_of: datetime,
-) -> dict[tuple[int, str], tuple[int, float | None]]:
-    """Converted members and their goal events' value per (run, arm) of campaigns that
-    share ``goal``; ``runs`` are theirs."""
+) -> dict[tuple[int, str], tuple[int, float]]:
+    """Converted members and their goal events' summed value per (run, arm) of campaigns
+    that share ``goal`` (its ``revenue`` aside); ``runs`` are theirs."""
     outbox, planned, events = _OUTBOX.c, _RUNS.c, _EVENTS.c
     window_end = shifted(backend_of(session), planned.planned_at, goal.within)
     # Plain bounds next to the per-row window: the events' time index can read just them.
@@ -263,9 +265,8 @@ async def _converted(
     ]
     if goal.event_rule is not None:
         on_goal.append(goal.event_rule.condition(as_of, EVENT_SOURCE))
-    value: ColumnElement[Any] = func.sum(events.value) if goal.revenue else func.count()
     per_member = (
-        select(outbox.run_id, outbox.state, value.label("value"))
+        select(outbox.run_id, outbox.state, func.sum(events.value).label("value"))
         .select_from(_OUTBOX.join(_RUNS, planned.id == outbox.run_id).join(_EVENTS, and_(*on_goal)))
         .where(*_planned(campaign_ids, as_of), outbox.state.in_(_ARMS))
         .group_by(outbox.id, outbox.run_id, outbox.state)
@@ -279,10 +280,7 @@ async def _converted(
             func.sum(per_member.c.value),
         ).group_by(per_member.c.run_id, per_member.c.state)
     )
-    return {
-        (run_id, state): (count, float(total or 0) if goal.revenue else None)
-        for run_id, state, count, total in rows
-    }
+    return {(run_id, state): (count, float(total or 0)) for run_id, state, count, total in rows}
 
 
 def _run_goal(
@@ -293,10 +291,9 @@ def _run_goal(
     as_of: datetime,
 ) -> RunGoal:
     def arm(state: str) -> Arm:
-        count, revenue = converted.get((run.id, state), (0, None))
-        if goal is not None and goal.revenue and revenue is None:
-            revenue = 0.0
-        return Arm(members.get((run.id, state), 0), count, revenue)
+        count, revenue = converted.get((run.id, state), (0, 0.0))
+        worth = revenue if goal is not None and goal.revenue else None
+        return Arm(members.get((run.id, state), 0), count, worth)
 
     closes_at = None if goal is None else run.planned_at + goal.within
     final = closes_at is not None and closes_at <= as_of
