@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -95,6 +96,7 @@ async def test_a_node_leads_serves_its_api_plans_due_cycles_and_stops_on_sigterm
     await add_campaign(store, minutely, NOW)
     port = unused_port()
     config = _settings_file(tmp_path, settings, port)
+    started = time.time()  # the node plans on the wall clock
 
     async with _node(config, port) as process:
 
@@ -125,7 +127,12 @@ async def test_a_node_leads_serves_its_api_plans_due_cycles_and_stops_on_sigterm
     messages = [line["message"] for line in logs]
     assert "leading the schedule" in messages and messages[-1] == "node stopped"
     async with store.reading() as session:
-        assert (await session.scalars(select(CampaignRun.status))).all() == ["planned"]
+        statuses = (await session.scalars(select(CampaignRun.status))).all()
+    # The latest slot at start, then one a minute while the test runs (a slow machine
+    # crosses a minute or two): each planned once.
+    minutes = int(time.time() // 60 - started // 60)
+    assert 1 <= len(statuses) <= minutes + 1 and set(statuses) == {"planned"}
+    async with store.reading() as session:
         assert (await session.scalars(select(SchedulerNode))).all() == []
 
 
