@@ -53,7 +53,7 @@ class TriggeredRun(PlannedRun):
     """A run an event trigger planned, and the events it matched (ingest tells each
     sender of a shared transaction the runs its own events caused)."""
 
-    event_ids: frozenset[int] = frozenset()
+    event_ids: frozenset[int]
 
 
 async def fire_event_triggers(
