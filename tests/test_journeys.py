@@ -265,6 +265,39 @@ async def test_the_default_welcome_series_starts_on_stage_entry_and_ends_with_th
     assert {states[c][:2] for c in ids[5:]} == {("step-4", "active")}
 
 
+async def test_an_entry_committed_after_the_tick_that_should_have_seen_it_still_enrols(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    # A refresh stamps its stage moves with the moment it started and commits them
+    # later; a journey tick that ran in between must not lose them, nor count them twice.
+    settings.policy.quiet_hours = None
+    world = World(store, journey_program(tmp_path), settings)
+    ids = list((await add_people(store, [Person(f"c{i}") for i in range(4)], START)).values())
+    await world.tick(START)
+    assert (await world.tick(START + 2 * MINUTE)).entered == 0
+    await _place(store, "new", ids, START + MINUTE)  # started before that tick, committed after
+    assert (await world.tick(START + 3 * MINUTE)).entered == 4
+    assert (await world.tick(START + 4 * MINUTE)).entered == 0
+    assert {state[1] for state in (await world.states("welcome-series")).values()} == {"active"}
+
+
+async def test_a_refused_entry_read_again_does_not_hide_a_later_one(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    world = await _world(store, settings, tmp_path, REENTRY.replace('"2d"', '"1m"'))
+    ann = (await add_people(store, [Person("ann")], START))["ann"]
+    await world.tick(START)
+    await world.event(ann, "cart_add", START + MINUTE)
+    assert (await world.tick(START + 2 * MINUTE)).entered == 1
+    await world.event(ann, "cart_add", START + 3 * MINUTE)  # the pass still runs: refused
+    await world.event(ann, "purchase", START + 4 * MINUTE)
+    assert (await world.tick(START + 5 * MINUTE)).exited == 1
+    # Both cart adds are still in the window; only the one after the pass ended counts.
+    await world.event(ann, "cart_add", START + 6 * MINUTE)
+    assert (await world.tick(START + 7 * MINUTE)).entered == 1
+    assert (await world.states("cart"))[ann] == ("wait-purchase", "active", None, 2)
+
+
 async def test_the_default_reactivation_branches_on_a_recent_open(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:

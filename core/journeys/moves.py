@@ -8,7 +8,13 @@ how often it is ticked. Only a send moves on as of the tick's ``now``, when the
 message is planned, so a loop of sends and waits sends at most once per round.
 
 Events and entries are read in the window since the journey's previous
-tick, ``(ticked_at, now]``: each is seen by exactly one tick.
+tick, reaching :data:`LOOKBACK` further back, ``(ticked_at - LOOKBACK, now]``:
+their writers stamp them with the moment they started (a stage refresh, an
+event's own time) and commit later, so a tick can end before an entry it
+should have seen becomes visible. Every statement is relative to the state
+it changes (an entry only for someone not in, or past, the journey; a goal or
+an awaited event only after the pass or the step began), so reading a moment
+twice moves nobody twice.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     ColumnElement,
+    FromClause,
     MetaData,
     Select,
     Table,
@@ -29,6 +36,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -45,6 +53,10 @@ from core.program.journeys import JourneyStep, step_campaign_name
 from core.program.model import COMPLETE_TARGET, EXIT_TARGET
 from core.rules import join_rule_tables
 from core.rules.fields import CUSTOMERS
+
+LOOKBACK = timedelta(hours=1)
+"""How long before its previous tick a journey tick reads again: longer than any writer
+of entries (a refresh of a million customers) takes to commit."""
 
 ACTIVE, EXITED, COMPLETED = "active", "exited", "completed"
 GOAL_REACHED = "goal reached"
@@ -119,35 +131,20 @@ class Mover:
             return Moves()
         if not await self._fill_hits(self._entries(since)):
             return Moves()  # nobody entered: most ticks
-        first = self.journey.definition.steps[0]
-        state = self._arrive(first, _h.at)
-        entered = 0
-        reentry = self.journey.definition.spec.reentry
-        if reentry is not None:
-            conditions = [
-                _s.journey_id == self.journey.id,
-                _s.customer_id == _h.customer_id,
-                _s.status != ACTIVE,
-                _h.at > _s.ended_at,
-            ]
-            if reentry.after is not None:
-                after = _duration(reentry.after)
-                conditions.append(_s.entered_at <= moment(self.now - after))
-            if reentry.max_entries is not None:
-                conditions.append(_s.entries < reentry.max_entries)
-            again = (
-                update(STATES)
-                .where(*conditions)
-                .values(
-                    status=ACTIVE,
-                    entered_at=_h.at,
-                    ended_at=None,
-                    exit_reason=None,
-                    entries=_s.entries + 1,
-                    **state,
-                )
+        state = self._arrive(self.journey.definition.steps[0], _h.at)
+        again = (
+            update(STATES)
+            .where(_s.journey_id == self.journey.id, _s.customer_id == _h.customer_id)
+            .values(
+                status=ACTIVE,
+                entered_at=_h.at,
+                ended_at=None,
+                exit_reason=None,
+                entries=_s.entries + 1,
+                **state,
             )
-            entered += rowcount(await self.session.execute(again))
+        )
+        entered = rowcount(await self.session.execute(again))
         known = exists().where(_s.journey_id == self.journey.id, _s.customer_id == _h.customer_id)
         values = {
             "journey_id": literal(self.journey.id),
@@ -162,28 +159,45 @@ class Mover:
         return Moves(entered=entered)
 
     def _entries(self, since: datetime) -> Select[Any]:
-        """``(customer_id, at)`` of the journey's entry in ``(since, now]``, first per customer."""
+        """``(customer_id, at)``: per customer free to enter, the first moment in the window
+        its entry saw them. Free: never in the journey, or (with re-entry) past their last
+        pass, as long ``after`` its start as re-entry asks, with entries to spare."""
         entry = self.journey.definition.spec.entry
+        table: FromClause
         if entry.event is not None:
-            events = _EVENTS.c
-            query = select(events.customer_id, func.min(events.occurred_at)).where(
-                events.type == entry.event, *self._window(events.occurred_at, since)
-            )
-            return query.group_by(events.customer_id)
-        if entry.segment is not None:
-            changes = SegmentChange.__table__.c
+            table = _EVENTS
+            source = table.c
+            at, matches = source.occurred_at, source.type == entry.event
+        elif entry.segment is not None:
+            table = SegmentChange.__table__
+            source = table.c
             segment = select(Segment.id).where(Segment.name == entry.segment).scalar_subquery()
-            query = select(changes.customer_id, func.min(changes.at)).where(
-                changes.segment_id == segment,
-                changes.entered.is_(True),
-                *self._window(changes.at, since),
-            )
-            return query.group_by(changes.customer_id)
-        moves = StageTransition.__table__.c
-        query = select(moves.customer_id, func.min(moves.at)).where(
-            moves.to_stage == entry.stage, *self._window(moves.at, since)
+            at, matches = source.at, and_(source.segment_id == segment, source.entered.is_(True))
+        else:
+            table = StageTransition.__table__
+            source = table.c
+            at, matches = source.at, source.to_stage == entry.stage
+        previous = _INNER.c
+        free: ColumnElement[bool] = previous.customer_id.is_(None)
+        reentry = self.journey.definition.spec.reentry
+        if reentry is not None:
+            again = [previous.status != ACTIVE, at > previous.ended_at]
+            if reentry.after is not None:
+                again.append(
+                    at >= shifted(self.backend, previous.entered_at, _duration(reentry.after))
+                )
+            if reentry.max_entries is not None:
+                again.append(previous.entries < reentry.max_entries)
+            free = or_(free, and_(*again))
+        passes = and_(
+            previous.journey_id == self.journey.id, previous.customer_id == source.customer_id
         )
-        return query.group_by(moves.customer_id)
+        return (
+            select(source.customer_id, func.min(at))
+            .select_from(table.outerjoin(_INNER, passes))
+            .where(matches, free, *self._window(at, since))
+            .group_by(source.customer_id)
+        )
 
     async def exit_on_goal(self) -> Moves:
         """End, as reached, the passes whose exit goal came true: its event after the entry
@@ -339,7 +353,7 @@ class Mover:
     def _window(
         self, column: ColumnElement[datetime], since: datetime
     ) -> list[ColumnElement[bool]]:
-        return [column > moment(since), column <= moment(self.now)]
+        return [column > moment(since - LOOKBACK), column <= moment(self.now)]
 
     async def _fill_hits(self, query: Select[Any]) -> int:
         """Fill the scratch hits with ``query``; how many customers it found (none: the
