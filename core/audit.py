@@ -30,7 +30,12 @@ def record_action(
     details: dict[str, Any] | None = None,
     summary: str | None = None,
 ) -> None:
-    """Add an audit entry to the session's transaction."""
+    """Add an audit entry to the session's transaction; over SSH, the entry's details
+    name the connection (``$SSH_CONNECTION``: client address and port, server address and
+    port), since the OS user alone may be shared."""
+    ssh = os.environ.get("SSH_CONNECTION")
+    if ssh:
+        details = {**(details or {}), "ssh_connection": ssh}
     session.add(
         AuditEntry(
             at=clock.now(),

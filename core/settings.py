@@ -243,6 +243,16 @@ class MeasureSettings(_Section):
     applies when its name says the same window (``coverage_30d`` for 30)."""
 
 
+class ConsoleSettings(_Section):
+    """The operations console (``cadence console``)."""
+
+    launchers: list[str] | None = None
+    """The operators (OS user names, or ``$CADENCE_ACTOR``) who may launch, pause, resume and
+    run campaigns from the console; unset: everyone who can open it. Others see it read-only."""
+    refresh_seconds: float = Field(2.0, gt=0, le=60)
+    """How often live screens (dashboard, scheduler) read the store again."""
+
+
 class ApiSettings(_Section):
     """The HTTP API inside the scheduler process."""
 
@@ -299,6 +309,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = SchedulerSettings()
     templates: TemplateSettings = TemplateSettings()
     measure: MeasureSettings = MeasureSettings()
+    console: ConsoleSettings = ConsoleSettings()
     settings_file: Path = Field(DEFAULT_SETTINGS_FILE, exclude=True)
 
     @field_validator("time_zone")

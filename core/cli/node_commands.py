@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import click
 from rich import box
 from rich.table import Table
@@ -20,6 +18,7 @@ from core.cli.app import (
     with_store,
 )
 from core.db import Store
+from core.durations import describe_span
 
 
 @cli.command("run")
@@ -62,7 +61,7 @@ def scheduler_status(runs: int) -> None:
     if not nodes:
         out.print("No node is running: start one with `cadence run`.")
     for node in nodes:
-        age = _age(node.heartbeat_age)
+        age = describe_span(node.heartbeat_age)
         out.print(f"[bold]{node.role}[/] {node.node}  heartbeat {age} ago")
     leader = next((node for node in nodes if node.role == "leader"), None)
     if leader is not None and leader.jobs:
@@ -83,16 +82,7 @@ def scheduler_status(runs: int) -> None:
             f"{record.started_at:%m-%d %H:%M:%S}",
             record.job,
             record.status,
-            _age(took) if took is not None else "-",
+            describe_span(took) if took is not None else "-",
             detail,
         )
     out.print(table if records else "No job has run yet.")
-
-
-def _age(span: timedelta) -> str:
-    seconds = span.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"

@@ -30,7 +30,7 @@ def money(value: float) -> str:
     return f"{value:,.2f}"
 
 
-def _against_target(show: Show) -> Callable[[Any], str]:
+def against_target(show: Show) -> Callable[[Any], str]:
     """How the table shows a :class:`KpiValue`: the value, then how it stands to its target."""
 
     def shown(kpi: KpiValue | None) -> str:
@@ -49,7 +49,7 @@ def _against_target(show: Show) -> Callable[[Any], str]:
 
 def _kpi_columns(key: str, header: str, show: Show) -> list[Column]:
     return [
-        Column(f"{key}_vs_target", header, _against_target(show), numeric=True, export=False),
+        Column(f"{key}_vs_target", header, against_target(show), numeric=True, export=False),
         Column(key, numeric=True, table=False),
         Column(f"{key}_target", numeric=True, table=False),
         Column(f"{key}_gap", numeric=True, table=False),
@@ -141,7 +141,7 @@ def programme_report(kpis: ProgrammeKpis, window: Window, zone: ZoneInfo) -> Rep
     rows: list[dict[str, Any]] = []
     for key, kpi in kpis.kpis().items():
         label, show = _PROGRAMME_KPIS[key]
-        shown = _against_target(show)(kpi)
+        shown = against_target(show)(kpi)
         row = {"kpi": key, "label": label, "shown": shown, "value": kpi.value}
         rows.append({**row, "target": kpi.target, "gap": kpi.gap})
     for key, count in kpis.counts().items():

@@ -56,6 +56,17 @@ class KpiValue:
         return gap >= 0 if self.higher_is_better else gap <= 0
 
 
+CEILING_KPIS = frozenset(
+    {"churn", "messages_per_customer_week", "opt_out_rate", "complaint_rate", "bounce_rate"}
+)
+"""The KPIs whose target is a ceiling: lower is better."""
+
+
+def kpi_value(name: str, value: float | None, target: float | None) -> KpiValue:
+    """The KPI ``name``'s value against its target, in the direction its name implies."""
+    return KpiValue(value, target, higher_is_better=name not in CEILING_KPIS)
+
+
 def share(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import event_types
 from core.db.dialect import skip_jit
-from core.measure.kpis import KpiValue, Window, events_within, sent_within, share
+from core.measure.kpis import KpiValue, Window, events_within, kpi_value, sent_within, share
 from core.models import Campaign, CustomerStage, Event, OutboxMessage, StageTransition, Suppression
 from core.program import Program
 from core.program.model import CAMPAIGN_KINDS
@@ -139,11 +139,17 @@ async def programme_kpis(session: AsyncSession, program: Program, window: Window
         opt_outs=opt_outs,
         complaints=complaints,
         bounces=bounces,
-        automated_share=KpiValue(share(automated, messages), targets.automated_share),
-        messages_per_customer_week=KpiValue(
-            share(messages / weeks, customers), targets.messages_per_customer_week, False
+        automated_share=kpi_value(
+            "automated_share", share(automated, messages), targets.automated_share
         ),
-        opt_out_rate=KpiValue(share(opt_outs, messages), targets.opt_out_rate, False),
-        complaint_rate=KpiValue(share(complaints, messages), targets.complaint_rate, False),
-        bounce_rate=KpiValue(share(bounces, messages), targets.bounce_rate, False),
+        messages_per_customer_week=kpi_value(
+            "messages_per_customer_week",
+            share(messages / weeks, customers),
+            targets.messages_per_customer_week,
+        ),
+        opt_out_rate=kpi_value("opt_out_rate", share(opt_outs, messages), targets.opt_out_rate),
+        complaint_rate=kpi_value(
+            "complaint_rate", share(complaints, messages), targets.complaint_rate
+        ),
+        bounce_rate=kpi_value("bounce_rate", share(bounces, messages), targets.bounce_rate),
     )

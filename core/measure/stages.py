@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import event_types
 from core.db.dialect import skip_jit
 from core.lifecycle import stages_at
-from core.measure.kpis import KpiValue, Window, events_within, sent_within, share
+from core.measure.kpis import KpiValue, Window, events_within, kpi_value, sent_within, share
 from core.models import Event, OutboxMessage, StageTransition
 from core.program import Program, Stage
 
@@ -205,9 +205,7 @@ def _stage_kpis(stage: Stage, tally: _Tally, window: Window, can_churn: bool) ->
         revenue_per_customer=KpiValue(
             share(round(tally.revenue, 2), tally.cohort), target("revenue_per_customer")
         ),
-        churn=KpiValue(
-            share(tally.churned, tally.cohort) if can_churn else None,
-            target("churn"),
-            higher_is_better=False,
+        churn=kpi_value(
+            "churn", share(tally.churned, tally.cohort) if can_churn else None, target("churn")
         ),
     )

@@ -1,0 +1,62 @@
+"""The base of every console screen: it reads the store in a worker, again every few
+seconds if it is live, and tells the app when the database is away."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from sqlalchemy.exc import SQLAlchemyError
+from textual.screen import Screen
+
+from console.context import ConsoleContext
+
+if TYPE_CHECKING:
+    from console.app import CadenceConsole
+
+
+class StoreScreen(Screen[None]):
+    """A screen whose content comes from the store.
+
+    Subclasses implement :meth:`load` (read, then update their widgets); it runs in an
+    exclusive worker when the screen is shown and, if :attr:`LIVE`, every
+    ``console.refresh_seconds`` while it is shown. A database error does not end the app:
+    the screen keeps what it showed, the app raises its banner, and the next load that
+    succeeds lowers it.
+    """
+
+    LIVE: ClassVar[bool] = False
+    """Read again every ``console.refresh_seconds`` while shown."""
+
+    @property
+    def cadence(self) -> CadenceConsole:
+        from console.app import CadenceConsole
+
+        assert isinstance(self.app, CadenceConsole)
+        return self.app
+
+    @property
+    def context(self) -> ConsoleContext:
+        return self.cadence.context
+
+    async def load(self) -> None:
+        """Read what the screen shows and show it."""
+        raise NotImplementedError
+
+    def on_mount(self) -> None:
+        if self.LIVE:
+            self.set_interval(self.context.settings.console.refresh_seconds, self.reload)
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read again (in the background); a load still running is cancelled first."""
+        self.run_worker(self._load_guarded, exclusive=True, group="load")
+
+    async def _load_guarded(self) -> None:
+        try:
+            await self.load()
+        except (SQLAlchemyError, OSError) as error:
+            self.cadence.database_lost(error)
+        else:
+            self.cadence.database_back()

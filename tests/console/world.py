@@ -1,0 +1,43 @@
+"""A small living store for the console's tests: demo customers placed in their stages,
+the default program applied, today's KPI snapshot written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from config import DEFAULT_CONFIG_DIR
+from console.app import CadenceConsole
+from console.context import ConsoleContext
+from core import clock
+from core.db import Store
+from core.demo_data import load_demo_data
+from core.lifecycle import refresh_stages
+from core.measure.snapshots import write_kpi_snapshot
+from core.program import Program, load_program
+from core.program.apply import apply_program
+from core.segments import refresh_segments
+from core.settings import Settings
+
+
+def default_program() -> Program:
+    return load_program(DEFAULT_CONFIG_DIR / "program", DEFAULT_CONFIG_DIR / "templates")
+
+
+async def living_store(store: Store, settings: Settings, *, customers: int = 300) -> Program:
+    """Demo data, stages, segments and the default program, as of the clock's now."""
+    program = default_program()
+    now = clock.now()
+    await load_demo_data(store, settings, customers=customers, days=120, seed=3)
+    async with store.transaction() as session:
+        await refresh_stages(session, program, now)
+    await refresh_segments(store, program, now)
+    await apply_program(store, program, now - timedelta(days=1))
+    await write_kpi_snapshot(store, program, settings, now.astimezone(settings.zone).date())
+    return program
+
+
+def console_app(
+    store: Store, settings: Settings, program: Program, *, read_only: bool = False
+) -> CadenceConsole:
+    context = ConsoleContext(store, settings, program, read_only_asked=read_only, actor="ops")
+    return CadenceConsole(context)
