@@ -67,8 +67,8 @@ async def benchmark_kpi(
     settings: Settings, program: Program, *, customers: int, database_url: str | None
 ) -> dict[str, Any]:
     """Run the benchmark; returns the fields of its JSON line."""
-    cached = await _kpi_database(settings, program, customers)
-    async with _store(settings, cached, database_url) as store:
+    cached = await kpi_database(settings, program, customers)
+    async with kpi_store(settings, cached, database_url) as store:
         day = BENCH_NOW.astimezone(settings.zone).date() - timedelta(days=1)
         with clock.using(clock.FixedClock(BENCH_NOW)):
             started = time.perf_counter()
@@ -119,7 +119,7 @@ async def _floor(session: AsyncSession, window: Window) -> float:
     return time.perf_counter() - started
 
 
-async def _kpi_database(settings: Settings, program: Program, customers: int) -> Path:
+async def kpi_database(settings: Settings, program: Program, customers: int) -> Path:
     """The benchmark data with stages, campaigns, runs and both arms, built on first use;
     its name changes with the program's rules."""
 
@@ -191,7 +191,7 @@ async def _campaign_runs(store: Store, program: Program) -> None:
 
 
 @asynccontextmanager
-async def _store(
+async def kpi_store(
     settings: Settings, cached: Path, database_url: str | None
 ) -> AsyncIterator[Store]:
     """A fresh copy of ``cached``: a SQLite file, or the PostgreSQL database given, emptied
