@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy.exc import SQLAlchemyError
+from textual import work
 from textual.screen import Screen
 
 from console.context import ConsoleContext
@@ -51,8 +52,9 @@ class StoreScreen(Screen[None]):
 
     def reload(self) -> None:
         """Read again (in the background); a load still running is cancelled first."""
-        self.run_worker(self._load_guarded, exclusive=True, group="load")
+        self._load_guarded()
 
+    @work(exclusive=True, group="load")
     async def _load_guarded(self) -> None:
         try:
             await self.load()

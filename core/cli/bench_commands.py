@@ -126,3 +126,17 @@ def bench_kpi(customers: int, database_url: str | None) -> None:
     program = load_program(settings.resolve(settings.program_dir))
     result = run(benchmark_kpi(settings, program, customers=customers, database_url=database_url))
     click.echo(json.dumps(result))
+
+
+@bench.command("console")
+@click.option("--customers", default=1_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--database-url", help="Benchmark this PostgreSQL database (emptied) instead.")
+@common_options
+def bench_console(customers: int, database_url: str | None) -> None:
+    """Start the console headless over CUSTOMERS customers: time to the dashboard, the
+    slowest screen switch, peak memory."""
+    from console.bench import benchmark_console
+
+    settings = load_command_settings()
+    result = run(benchmark_console(settings, customers=customers, database_url=database_url))
+    click.echo(json.dumps(result))

@@ -1,0 +1,102 @@
+"""``cadence bench console``: how fast the console paints its dashboard and switches
+screens over a large store, and how much memory it needs.
+
+The store is the KPI benchmark's (:func:`core.bench_kpi.kpi_database`: a million
+customers by default, staged, with a hundred campaigns and their outbox rows), plus
+a KPI snapshot of its last day, built once and copied fresh for each run, in a child
+process so the building does not count towards the console's memory. The console
+then starts headless (Textual's own headless driver, at 160x48) on the copy:
+``start_to_dashboard_ms`` runs from creating the app to the dashboard painted with
+its data; ``screen_switch_ms`` from a screen's key to that screen painted with its
+data, for every screen (the slowest is the one with a target); ``peak_rss_mb`` is the
+process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import resource
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from console.app import CadenceConsole
+from console.context import ConsoleContext
+from core import clock
+from core.bench_data import BENCH_NOW
+from core.bench_kpi import kpi_database, kpi_store
+from core.measure.snapshots import write_kpi_snapshot
+from core.program import Program, load_program
+from core.settings import Settings
+
+TARGET_DASHBOARD_MS = 1500.0
+TARGET_SWITCH_MS = 300.0
+TARGET_RSS_MB = 400.0
+SIZE = (160, 48)
+
+
+async def benchmark_console(
+    settings: Settings, *, customers: int, database_url: str | None
+) -> dict[str, Any]:
+    """Run the benchmark; returns the fields of its JSON line."""
+    cached = _built_elsewhere(settings, customers)
+    program = _program(settings)
+    async with kpi_store(settings, cached, database_url) as store:
+        with clock.using(clock.FixedClock(BENCH_NOW)):
+            day = BENCH_NOW.astimezone(settings.zone).date() - timedelta(days=1)
+            await write_kpi_snapshot(store, program, settings, day)
+            context = ConsoleContext(store, settings, program, actor="bench")
+            started = time.perf_counter()
+            app = CadenceConsole(context)
+            switches: dict[str, float] = {}
+            async with app.run_test(size=SIZE) as pilot:
+                await _painted(app, pilot)
+                dashboard_ms = (time.perf_counter() - started) * 1000
+                for entry in app.entries[1:]:
+                    begun = time.perf_counter()
+                    await pilot.press(entry.key)
+                    await _painted(app, pilot)
+                    switches[entry.mode] = round((time.perf_counter() - begun) * 1000, 1)
+            backend = store.backend
+    slowest = max(switches.values(), default=0.0)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "benchmark": "console",
+        "database": backend,
+        "customers": customers,
+        "start_to_dashboard_ms": round(dashboard_ms, 1),
+        "screen_switch_ms": slowest,
+        "screen_switches_ms": switches,
+        "peak_rss_mb": round(rss_mb, 1),
+        "target_dashboard_ms": TARGET_DASHBOARD_MS,
+        "target_switch_ms": TARGET_SWITCH_MS,
+        "target_rss_mb": TARGET_RSS_MB,
+        "meets_target": dashboard_ms <= TARGET_DASHBOARD_MS
+        and slowest <= TARGET_SWITCH_MS
+        and rss_mb <= TARGET_RSS_MB,
+    }
+
+
+async def _painted(app: CadenceConsole, pilot: Any) -> None:
+    """Until the current screen has loaded what it shows and drawn it."""
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def _program(settings: Settings) -> Program:
+    return load_program(settings.resolve(settings.program_dir))
+
+
+def _built_elsewhere(settings: Settings, customers: int) -> Path:
+    """The cached store, built (the first time) in a child process."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        path: Path = pool.apply(_build, (settings, customers))
+    return path
+
+
+def _build(settings: Settings, customers: int) -> Path:
+    return asyncio.run(kpi_database(settings, _program(settings), customers))
