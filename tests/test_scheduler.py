@@ -24,6 +24,7 @@ from core.scheduler.records import (
     recent_job_runs,
     record_job_run,
     remove_node,
+    running_job_runs,
     scheduler_nodes,
     write_heartbeat,
 )
@@ -229,3 +230,20 @@ async def test_a_new_leader_marks_what_a_dead_one_left_running(
     async with store.reading() as session:
         [record] = await recent_job_runs(session, job="refresh")
     assert record.status == "interrupted" and record.finished_at is not None
+
+
+async def test_running_job_runs_are_those_under_way_longest_running_first(store: Store) -> None:
+    async with store.transaction() as session:
+        for job, started, status in (
+            ("refresh", NOW - timedelta(minutes=5), "running"),
+            ("requests", NOW - timedelta(minutes=9), "ok"),
+            ("intel", NOW - timedelta(minutes=20), "running"),
+            ("journeys", NOW - timedelta(minutes=1), "failed"),
+        ):
+            session.add(
+                JobRun(job=job, node="node-a", started_at=started, status=status, counts={})
+            )
+    async with store.reading() as session:
+        running = await running_job_runs(session)
+    assert [record.job for record in running] == ["intel", "refresh"]
+    assert all(record.finished_at is None for record in running)

@@ -112,6 +112,18 @@ async def recent_job_runs(
     return [_record(row) for row in (await session.scalars(query)).all()]
 
 
+async def running_job_runs(session: AsyncSession, *, limit: int = 20) -> list[JobRecord]:
+    """The executions under way now (``running`` on whichever node), longest running
+    first: what the console shows as in progress."""
+    query = (
+        select(JobRun)
+        .where(JobRun.status == "running")
+        .order_by(JobRun.started_at, JobRun.id)
+        .limit(limit)
+    )
+    return [_record(row) for row in (await session.scalars(query)).all()]
+
+
 async def interrupt_orphaned_job_runs(store: Store, leader: str) -> int:
     """Mark as ``interrupted`` the executions still ``running`` on other nodes: only the
     leader runs jobs, so a new leader finds there only what its dead predecessor left."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from textual.pilot import Pilot
+from textual.worker import WorkerCancelled
+
 from config import DEFAULT_CONFIG_DIR
 from console.app import CadenceConsole
 from console.context import ConsoleContext
@@ -41,3 +44,23 @@ def console_app(
 ) -> CadenceConsole:
     context = ConsoleContext(store, settings, program, read_only_asked=read_only, actor="ops")
     return CadenceConsole(context)
+
+
+async def settle(app: CadenceConsole, pilot: Pilot[None]) -> None:
+    """Wait until the screens' loads have finished and their results are painted. A load
+    that a newer one replaced (a live screen's next tick, a reload) counts as finished."""
+    await pilot.pause()
+    while True:
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:
+            continue
+        break
+    await pilot.pause()
+
+
+async def show(app: CadenceConsole, pilot: Pilot[None], key: str) -> None:
+    """The dashboard loaded first (as an operator sees it), then the screen of ``key``."""
+    await settle(app, pilot)
+    await pilot.press(key)
+    await settle(app, pilot)
