@@ -1,7 +1,12 @@
-"""``cadence demo``: a fresh SQLite store with demo data, scored, staged, segmented,
-planned and delivered: the program went live a week ago, so the first planning tick runs
-every cycle campaign's latest slot, through the contact policy, and the messages due now
-go out by e-mail to a local SMTP sink that keeps them in a maildir.
+"""``cadence demo``: a fresh SQLite store with a living program, then the console.
+
+Demo customers with a year of history; the default program went live a month ago and
+that month is simulated (:mod:`core.simulate`): the scheduler's jobs at their times,
+messages delivered, and the customers opening, clicking and buying, a little more when
+a campaign reached them, so stage KPIs and campaign uplift have something to say. Then,
+on the wall clock, the scheduler's first planning tick and the messages due now go out by
+e-mail to a local SMTP sink that keeps them in a maildir. In a terminal, the console
+opens last, with the scheduler running inside it and delivering to the sink.
 
 Everything lands in one folder (``./cadence-demo`` by default): the settings,
 a copy of the default program and templates for the newcomer to edit, and
@@ -19,26 +24,28 @@ from config import DEFAULT_CONFIG_DIR, DEFAULT_SETTINGS_FILE
 from core import clock
 from core.db import Store, open_store
 from core.delivery import DeliveryStats
-from core.demo_data import load_demo_data
 from core.errors import CadenceError
-from core.intel.refresh import refresh_intel
-from core.lifecycle import StageOverview, refresh_stages, stage_overview
-from core.migrations import upgrade
+from core.lifecycle import StageOverview, stage_overview
+from core.measure.campaign_report import campaign_uplifts
+from core.measure.kpis import Window
+from core.measure.stages import StageKpis, stage_kpis
+from core.measure.uplift import CampaignUplift
 from core.planner.runs import plans_since
 from core.planner.tick import RunPlan
 from core.program import load_program
-from core.program.apply import apply_program
 from core.scheduler.jobs import REQUESTS_JOB
 from core.scheduler.records import recent_job_runs
 from core.scheduler.service import Scheduler
 from core.segments import SegmentRefresh, refresh_segments
 from core.settings import Settings
+from core.simulate import SimulationSpec, run_simulation
+from core.simulate.report import SimulationReport
 from core.sink import SmtpSink
 from core.summary import StoreSummary, summarise_store
 from core.workers import run_delivery
 
-_LIVE_FOR = timedelta(days=7)
-"""How long before "now" the demo's program went live: every weekly slot has come round."""
+MONTH_DAYS = 30
+"""How long before "now" the demo's program went live: the simulated month."""
 
 
 def prepare_demo_directory(directory: Path) -> Path:
@@ -62,8 +69,8 @@ def prepare_demo_directory(directory: Path) -> Path:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What the demo shows: the store, the stages and the segments after a first refresh,
-    and the first planning tick of the campaigns."""
+    """What the demo shows: the store, stages and segments after the simulated month, the
+    first planning tick on the wall clock, the month's stage KPIs and campaign uplift."""
 
     summary: StoreSummary
     stages: list[StageOverview]
@@ -72,6 +79,10 @@ class DemoResult:
     jobs: dict[str, str]
     """The scheduler's jobs and their next fire times (ISO 8601)."""
     delivery: DemoDelivery
+    simulated: SimulationReport
+    window: Window
+    kpis: list[StageKpis]
+    uplifts: list[CampaignUplift]
 
 
 @dataclass(frozen=True)
@@ -84,28 +95,39 @@ class DemoDelivery:
     maildir: Path
 
 
-async def run_demo(settings: Settings, *, customers: int, days: int, seed: int) -> DemoResult:
-    """Create the schema, fill it with demo data, refresh scores, stages and segments, apply
-    the program as of a week ago, plan the campaign runs due since and deliver what is due
-    now into a local SMTP sink."""
+async def run_demo(
+    settings: Settings, *, customers: int, days: int, seed: int, month_days: int = MONTH_DAYS
+) -> DemoResult:
+    """Create the schema, fill it with ``days`` days of demo history, simulate the last
+    ``month_days`` of them with the program live, plan what is due now and deliver it
+    into a local SMTP sink; what the demo shows, measured as of now."""
     program = load_program(settings.resolve(settings.program_dir))
     store = open_store(settings)
+    now = clock.now()
+    spec = SimulationSpec(
+        customers=customers,
+        days=month_days,
+        seed=seed,
+        start=now - timedelta(days=month_days),
+        history_days=max(days - month_days, 1),
+    )
     try:
-        await upgrade(store)
-        await load_demo_data(store, settings, customers=customers, days=days, seed=seed)
-        now = clock.now()
-        await refresh_intel(store, program, now, zone=settings.zone)
-        async with store.transaction() as session:
-            await refresh_stages(session, program, now)
+        simulated = await run_simulation(store, settings, spec, settings.config_dir / "simulated")
         segments = await refresh_segments(store, program, now)
-        await apply_program(store, program, now - _LIVE_FOR)
         jobs = await _first_scheduler_tick(store, settings)
         delivery = await _deliver_to_sink(store, settings)
+        window = Window(now, settings.measure.kpi_window_days)
         async with store.reading() as session:
             planned = await plans_since(session, now)
             summary = await summarise_store(session, now)
             stages = await stage_overview(session, program, now)
-        return DemoResult(summary, stages, segments, planned, jobs, delivery)
+            kpis = await stage_kpis(session, program, window)
+            uplifts = await campaign_uplifts(
+                session, now, settings.measure.min_sample_per_arm, program.params
+            )
+        return DemoResult(
+            summary, stages, segments, planned, jobs, delivery, simulated, window, kpis, uplifts
+        )
     finally:
         await store.close()
 

@@ -29,18 +29,12 @@ from core.db import Store
 @common_options
 def console_command(embedded: bool, read_only: bool) -> None:
     """The operations console: stages, campaigns, launches, the scheduler, customers."""
-    from console.app import CadenceConsole
-    from console.context import ConsoleContext
-    from console.log_tail import LogTail
+    from console.run import run_console
 
     settings = load_command_settings()
     program = load_command_program(settings)
 
-    log_tail = LogTail()
-
     async def work(store: Store) -> None:
-        context = ConsoleContext(store, settings, program, read_only_asked=read_only)
-        log_tail.install()  # from here on, only Textual writes to the terminal
-        await CadenceConsole(context, embedded=embedded, log_tail=log_tail).run_async()
+        await run_console(store, settings, program, embedded=embedded, read_only=read_only)
 
     run(with_store(settings, work))

@@ -17,6 +17,7 @@ from core.cli.app import (
     cli,
     common_options,
     err,
+    load_command_program,
     load_command_settings,
     masked_url,
     out,
@@ -30,7 +31,7 @@ from core.errors import CadenceError
 from core.ingest import ImportReport, Kind, import_file
 from core.ingest.source import STDIN, Format
 from core.policy import Outcome
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from core.summary import StoreSummary
 
 EXIT_REJECTED = 3
@@ -261,19 +262,48 @@ def demo_data(customers: int, days: int, seed: int) -> None:
     type=click.Path(path_type=Path),
     help="Where the demo database goes.",
 )
-@click.option("--customers", default=5_000, show_default=True, type=click.IntRange(1))
+@click.option("--customers", default=2_000, show_default=True, type=click.IntRange(1))
 @click.option("--days", default=365, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--month-days",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1),
+    help="How many of the last days are simulated with the program live.",
+)
 @click.option("--seed", default=7, show_default=True, type=int)
+@click.option(
+    "--console/--no-console",
+    "open_console",
+    default=None,
+    help="Open the console at the end (default: when run in a terminal).",
+)
 @common_options
-def demo(directory: Path, customers: int, days: int, seed: int) -> None:
-    """The showcase: a fresh SQLite store with demo data, scored, staged and segmented."""
+def demo(
+    directory: Path,
+    customers: int,
+    days: int,
+    month_days: int,
+    seed: int,
+    open_console: bool | None,
+) -> None:
+    """The showcase: demo customers, a simulated month of the default program, its stage
+    KPIs and campaign uplift, then the console with the scheduler running inside it."""
     from core.cli.intel_commands import print_stage_overview
+    from core.cli.report_commands import print_report
     from core.cli.run_commands import print_plans
     from core.demo import prepare_demo_directory, run_demo
+    from core.measure.campaign_report import campaigns_report
+    from core.measure.kpi_report import stages_report
 
     load_command_settings()  # --now applies to the demo too
     settings = load_settings(prepare_demo_directory(directory))
-    result = run_fast(run_demo(settings, customers=customers, days=days, seed=seed))
+    out.print(
+        f"Simulating the program's first {month_days} days over {customers:,} demo customers..."
+    )
+    result = run_fast(
+        run_demo(settings, customers=customers, days=days, seed=seed, month_days=month_days)
+    )
     print_summary(result.summary)
     print_stage_overview(result.stages, clock.now())
     largest = sorted(result.segments, key=lambda segment: segment.size, reverse=True)[:8]
@@ -304,11 +334,36 @@ def demo(directory: Path, customers: int, days: int, seed: int) -> None:
         f"SMTP sink, {delivery.arrived:,} arrived in {delivery.maildir} (a maildir)"
         + (f"; {held:,} held by quiet hours wait for the customers' morning." if held else ".")
     )
+    simulated = result.simulated
     out.print(
-        f"\nThe demo store is {directory / 'cadence.db'}; explore it with "
-        f"`cadence --config {directory} stages show`, `... segments list` or "
+        f"\nThe simulated month: {simulated.messages_sent:,} messages sent, "
+        f"{simulated.events_stored:,} customer events (opens, clicks, purchases)."
+    )
+    minimum = settings.measure.min_sample_per_arm
+    print_report(stages_report(result.kpis, result.window, settings.zone), "table")
+    measured = [u for u in result.uplifts if u.measured.goal is not None and u.measured.runs]
+    print_report(campaigns_report(measured, clock.now(), settings.zone, minimum), "table")
+    out.print(
+        f"\nThe demo store is {directory / 'cadence.db'}; open the console with "
+        f"`cadence --config {directory} console --embedded`, or explore it with "
+        f"`cadence --config {directory} report stages`, `... segments list` or "
         "`... campaign list`."
     )
+    if open_console is None:
+        open_console = sys.stdin.isatty() and sys.stdout.isatty()
+    if open_console:
+        _open_demo_console(settings, directory)
+
+
+def _open_demo_console(settings: Settings, directory: Path) -> None:
+    from console.run import run_console_with_sink
+
+    program = load_command_program(settings)
+
+    async def work(store: Store) -> None:
+        await run_console_with_sink(store, settings, program, directory / "sink")
+
+    run_fast(with_store(settings, work))
 
 
 def print_summary(summary: StoreSummary) -> None:
