@@ -267,11 +267,13 @@ class DeliveryWorker:
         return pause
 
     async def prepare(
-        self, name: str, batch: Sequence[ClaimedMessage]
+        self, name: str, batch: Sequence[ClaimedMessage], now: datetime | None = None
     ) -> tuple[list[OutgoingMessage], list[Settled]]:
         """The batch's messages rendered for ``name``, and those that will not go out (the
-        customer said no since planning, or the template failed for them)."""
-        now = clock.now()
+        customer said no since planning, or the template failed for them). ``now`` (the
+        clock's by default) dates the signed links: the console renders a sent message
+        again as of its ``sent_at``, so its links are the ones that went out."""
+        now = now or clock.now()
         renderer = self._renderer or await self._start_rendering(now)
         async with self.store.reading() as session:
             facts = await self._facts(session, name, batch)

@@ -3,13 +3,21 @@ one queued message per customer."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import insert, select
 
+from config import DEFAULT_CONFIG_DIR
+from core import clock
 from core.db import Store
 from core.models import CampaignRun, OutboxMessage
+from core.settings import Settings
+from core.workers import run_delivery
+from tests.planner_world import Person, add_campaign, add_people, campaign_spec
 
 
 async def queue_messages(
@@ -73,3 +81,47 @@ async def outbox_states(store: Store) -> dict[int, tuple[str, str | None]]:
             select(OutboxMessage.id, OutboxMessage.state, OutboxMessage.error)
         )
         return {row_id: (state, error) for row_id, state, error in rows}
+
+
+@dataclass(frozen=True)
+class FileOutbox:
+    """Messages delivered through the file channel, and what it wrote for each."""
+
+    sent: list[int]
+    """The sent messages' ids, in customer order."""
+    queued: list[int]
+    """Messages of a later run, still waiting (due an hour later)."""
+    written: dict[int, dict[str, Any]]
+    """The JSON-lines record the channel wrote, by outbox id."""
+
+
+async def deliver_to_file(store: Store, settings: Settings, now: datetime) -> FileOutbox:
+    """Three people sent the ``cross_sell`` e-mail template (subject, text and HTML) on the
+    file channel at ``now`` by the real delivery worker, and two more messages queued."""
+    settings.templates_dir = DEFAULT_CONFIG_DIR / "templates"
+    people = [Person("ada"), Person("bob"), Person("cy")]
+    ids = await add_people(store, people, now)
+    spec = campaign_spec("cross-sell-test", "everyone", channel="file", variants=["cross_sell"])
+    campaign = await add_campaign(store, spec, now)
+    customers = [ids[person.key] for person in people]
+    sent = await queue_messages(
+        store, campaign, customers, now, channel="file", variant="cross_sell"
+    )
+    with clock.using(clock.FixedClock(now)):
+        stats = await run_delivery(
+            store, settings, channels=["file"], until_idle=True, serve_http=False
+        )
+    assert stats.sent == len(sent)
+    queued = await queue_messages(
+        store,
+        campaign,
+        customers[:2],
+        now,
+        channel="file",
+        variant="cross_sell",
+        run_key="later-run",
+        due_at=now + timedelta(hours=1),
+    )
+    path = settings.resolve(settings.channels.file.path)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return FileOutbox(sent, queued, {record["outbox_id"]: record for record in records})

@@ -17,7 +17,7 @@ from core.models import JobRun
 from core.scheduler.records import record_job_run, write_heartbeat
 from core.settings import Settings
 from tests.conftest import NOW
-from tests.console.world import console_app, default_program, settle, show
+from tests.console.world import column, console_app, default_program, settle, show
 
 pytestmark = pytest.mark.usefixtures("frozen_clock")
 
@@ -47,10 +47,6 @@ async def _record_runs(store: Store) -> None:
         )
 
 
-def _column(table: DataTable[object], index: int) -> list[str]:
-    return [str(table.get_row(key)[index]) for key in table.rows]
-
-
 async def test_without_a_leader_the_screen_says_so(store: Store, settings: Settings) -> None:
     app = console_app(store, settings, default_program())
     async with app.run_test(size=(80, 24)) as pilot:
@@ -59,8 +55,8 @@ async def test_without_a_leader_the_screen_says_so(store: Store, settings: Setti
         assert isinstance(screen, SchedulerScreen)
         nodes = str(screen.query_one("#nodes", Static).render())
         assert "no leader" in nodes and "cadence run" in nodes
-        assert _column(screen.query_one("#jobs", DataTable), 1) == ["no jobs: no leader"]
-        assert _column(screen.query_one("#running", DataTable), 1) == ["nothing running"]
+        assert column(screen.query_one("#jobs", DataTable), 1) == ["no jobs: no leader"]
+        assert column(screen.query_one("#running", DataTable), 1) == ["nothing running"]
         detail = str(screen.query_one("#run-detail", Static).render())
         assert "no job runs recorded yet" in detail
 
@@ -91,17 +87,17 @@ async def test_nodes_jobs_runs_and_the_log_tail(store: Store, settings: Settings
         assert "heartbeat 2m ago" in nodes, "a stale follower shows its age"
 
         jobs = screen.query_one("#jobs", DataTable)
-        assert _column(jobs, 0) == ["requests", "segments", "cycle:paused-one"]
-        assert _column(jobs, 2) == ["2.0s", "10m", "paused"]
+        assert column(jobs, 0) == ["requests", "segments", "cycle:paused-one"]
+        assert column(jobs, 2) == ["2.0s", "10m", "paused"]
 
         running = screen.query_one("#running", DataTable)
-        assert _column(running, 0) == ["journeys"]
-        assert _column(running, 3) == ["5m"]
+        assert column(running, 0) == ["journeys"]
+        assert column(running, 3) == ["5m"]
 
         runs = screen.query_one("#runs", DataTable)
-        assert _column(runs, 1) == ["journeys", "intel", "refresh"]
-        assert _column(runs, 2) == ["running", "failed", "ok"]
-        assert _column(runs, 4)[2] == "moved 12"
+        assert column(runs, 1) == ["journeys", "intel", "refresh"]
+        assert column(runs, 2) == ["running", "failed", "ok"]
+        assert column(runs, 4)[2] == "moved 12"
 
         runs.focus()
         await pilot.press("down")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 from textual.worker import WorkerCancelled
 
 from config import DEFAULT_CONFIG_DIR
@@ -64,3 +65,8 @@ async def show(app: CadenceConsole, pilot: Pilot[None], key: str) -> None:
     await settle(app, pilot)
     await pilot.press(key)
     await settle(app, pilot)
+
+
+def column(table: DataTable[object], index: int) -> list[str]:
+    """The text of column ``index`` of ``table``, top to bottom."""
+    return [str(table.get_row(key)[index]) for key in table.rows]
