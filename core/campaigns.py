@@ -24,6 +24,7 @@ from core import clock
 from core.audit import record_action
 from core.errors import CampaignError
 from core.models import Campaign, CampaignRun
+from core.policy.outcomes import EXCLUSIONS, Outcome
 from core.program.model import CampaignSpec
 from core.program.schedules import schedule_trigger
 
@@ -86,6 +87,19 @@ class RunRecord:
     counts: RunCounts
     outcomes: Mapping[str, Any]
     error: str | None
+
+    @property
+    def exclusions(self) -> list[tuple[str, int]]:
+        """Whom the run left out, by reason in the policy's order (``no consent``,
+        ``cooldown``...), then ``lost to CAMPAIGN`` for each campaign that took customers."""
+        counts = self.outcomes.get("counts", {})
+        reasons = [
+            (outcome.key.replace("_", " "), counts[outcome.key])
+            for outcome in EXCLUSIONS
+            if outcome is not Outcome.LOST and counts.get(outcome.key)
+        ]
+        lost_to = sorted(self.outcomes.get("lost_to", {}).items())
+        return reasons + [(f"lost to {winner}", count) for winner, count in lost_to]
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import clock
 from core.cli.app import cli, common_options, load_command_settings, out, run, with_store
 from core.db import Store
-from core.policy import Outcome
 from core.settings import Settings
 
 if TYPE_CHECKING:  # core.campaigns loads when a command runs, not for --help
     from core.campaigns import CampaignDetail, CampaignSummary, StatusChange
 
 T = TypeVar("T")
-EXCLUDED = {outcome.key for outcome in Outcome if not outcome.planned} - {Outcome.LOST.key}
 
 
 @cli.group()
@@ -141,11 +139,7 @@ def campaign_show(name: str) -> None:
     table.add_column("outcomes")
     for r in detail.runs:
         c = r.counts
-        counts = r.outcomes.get("counts", {})
-        outcomes = ", ".join(
-            [f"{key.replace('_', ' ')} {n:,}" for key, n in counts.items() if key in EXCLUDED]
-            + [f"lost to {winner} {n:,}" for winner, n in r.outcomes.get("lost_to", {}).items()]
-        )
+        outcomes = ", ".join(f"{reason} {n:,}" for reason, n in r.exclusions)
         table.add_row(
             _moment(r.due_at, zone),
             r.occasion,
