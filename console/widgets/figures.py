@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -27,3 +28,19 @@ def moment_text(value: datetime | None, zone: ZoneInfo) -> str:
     if value is None:
         return "-"
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def spark_text(values: Sequence[int | float]) -> str:
+    """``values`` as a one-line sparkline of block characters, for a table cell (a flat
+    series is a flat line); empty for no values."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low
+    if not span:
+        return _BARS[0] * len(values)
+    top = len(_BARS) - 1
+    return "".join(_BARS[round((value - low) / span * top)] for value in values)

@@ -3,6 +3,7 @@ the default program applied, today's KPI snapshot written."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from textual.pilot import Pilot
@@ -27,14 +28,22 @@ def default_program() -> Program:
     return load_program(DEFAULT_CONFIG_DIR / "program", DEFAULT_CONFIG_DIR / "templates")
 
 
-async def living_store(store: Store, settings: Settings, *, customers: int = 300) -> Program:
-    """Demo data, stages, segments and the default program, as of the clock's now."""
+async def living_store(
+    store: Store,
+    settings: Settings,
+    *,
+    customers: int = 300,
+    refreshed_before: Sequence[timedelta] = (),
+) -> Program:
+    """Demo data, stages, segments and the default program, as of the clock's now; stages
+    and segments are refreshed that long before now too (oldest first), for a history."""
     program = default_program()
     now = clock.now()
     await load_demo_data(store, settings, customers=customers, days=120, seed=3)
-    async with store.transaction() as session:
-        await refresh_stages(session, program, now)
-    await refresh_segments(store, program, now)
+    for moment in [now - ago for ago in refreshed_before] + [now]:
+        async with store.transaction() as session:
+            await refresh_stages(session, program, moment)
+        await refresh_segments(store, program, moment)
     await apply_program(store, program, now - timedelta(days=1))
     await write_kpi_snapshot(store, program, settings, now.astimezone(settings.zone).date())
     return program
