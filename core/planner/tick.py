@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -160,7 +161,9 @@ async def plan_tick(
     if not requests:
         return []
     ordered = sorted(requests, key=lambda request: (-request.priority, request.campaign))
-    tables = _Scratch([channel for request in ordered for channel in request.choices])
+    tables = _scratch_tables(
+        tuple(sorted({channel for request in ordered for channel in request.choices}))
+    )
     best_time = any(request.best_time and request.marketing for request in ordered)
     preferred = any(request.preferred_channels for request in ordered)
     for table in tables.all:
@@ -181,6 +184,18 @@ async def plan_tick(
     for table in tables.all:
         await drop_scratch_table(session, table)
     return plans
+
+
+@cache
+def _scratch_tables(channels: tuple[str, ...]) -> _Scratch:
+    """The scratch tables of a tick over ``channels`` (sorted), the same objects every tick.
+
+    SQLAlchemy keys its compiled-statement cache on a table's identity: new tables each
+    tick made every statement of the tick compile again (about half of a trigger's
+    firing), and filled the cache with statements never used again. The programs'
+    channel sets are few, so this holds a handful.
+    """
+    return _Scratch(channels)
 
 
 class _Scratch:
