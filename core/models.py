@@ -93,10 +93,14 @@ class Event(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     dedupe_key: Mapped[int] = mapped_column(BigInteger)
 
-    # Every index here is paid for by every ingested event, so there is only the
-    # one that deduplication needs; queries by time range use it too. Add others
-    # when a measured query needs them.
-    __table_args__ = (UniqueConstraint("occurred_at", "dedupe_key"),)
+    # Every index here is paid for by every ingested event: the one deduplication
+    # needs (queries by time range use it too), and one that measurement reads alone:
+    # a customer's events of a type in a window (goal conversions, purchases per
+    # customer, program event counts) without touching the rows.
+    __table_args__ = (
+        UniqueConstraint("occurred_at", "dedupe_key"),
+        Index(None, "type", "customer_id", "occurred_at", "value"),
+    )
 
 
 class CustomerRollup(Base):
@@ -460,8 +464,11 @@ class OutboxMessage(Base):
         Index(None, "state", "next_attempt_at"),
         # The hourly sending limit counts a channel's recent sends through this index.
         Index(None, "channel", "sent_at"),
-        # Who was sent a message in a window (stage coverage), read from this index alone.
-        Index(None, "customer_id", "sent_at"),
+        # Who was sent a message in a window (stage coverage), and a customer's runs and
+        # arms (goal conversions), read from this index alone.
+        Index(None, "customer_id", "sent_at", "run_id", "state"),
+        # Each run's arms counted, and its messages sent in a window, from this index alone.
+        Index(None, "run_id", "state", "sent_at"),
     )
 
 
