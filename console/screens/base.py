@@ -3,6 +3,7 @@ seconds if it is live, and tells the app when the database is away."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,9 +57,18 @@ class StoreScreen(Screen[None]):
 
     @work(exclusive=True, group="load")
     async def _load_guarded(self) -> None:
+        await self._guarded(self.load)
+
+    def run_guarded(self, action: Callable[[], Awaitable[object]], *, group: str) -> None:
+        """Run ``action`` (an operator's action, a poll) in a worker; a database error
+        raises the app's banner, as a load's does, instead of ending the app."""
+        self.run_worker(self._guarded(action), group=group)
+
+    async def _guarded(self, action: Callable[[], Awaitable[object]]) -> None:
         try:
-            await self.load()
+            await action()
         except (SQLAlchemyError, OSError) as error:
             self.cadence.database_lost(error)
+            await self.context.store.reconnect()
         else:
             self.cadence.database_back()

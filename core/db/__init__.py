@@ -134,6 +134,11 @@ class Store:
             connection.execute(f"PRAGMA {pragma}")
         return connection
 
+    async def reconnect(self) -> None:
+        """Drop the pooled connections, so the next use opens fresh ones: after the database
+        was away, a pooled connection may still point at what was there then."""
+        await self.engine.dispose()
+
     async def close(self) -> None:
         await self.engine.dispose()
         if self._writer_turns is not None:
