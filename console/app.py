@@ -127,7 +127,11 @@ class CadenceConsole(App[None]):
     ) -> None:
         self.context = context
         self.log_tail = log_tail or LogTail()
-        self._embedded = EmbeddedNode(context.store, context.settings) if embedded else None
+        self._embedded = (
+            EmbeddedNode(context.store, context.settings, self._scheduler_stopped)
+            if embedded
+            else None
+        )
         self.entries = tuple(
             entry for entry in SCREENS if not (entry.changes_things and context.read_only)
         )
@@ -142,6 +146,9 @@ class CadenceConsole(App[None]):
         self.switch_mode("dashboard")
         if self._embedded is not None:
             self.notify(await self._embedded.start_unless_led(), title="Scheduler")
+
+    def _scheduler_stopped(self, reason: str) -> None:
+        self.notify(reason, title="Scheduler", severity="error", timeout=30)
 
     async def on_unmount(self) -> None:
         if self._embedded is not None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from core import clock
 from core.db import Store
+from core.errors import CadenceError
 from core.node import run_node
-from core.scheduler.leader import NodeAlreadyRunning
 from core.scheduler.records import scheduler_nodes
 from core.settings import Settings
 
@@ -22,9 +23,11 @@ FRESH_HEARTBEAT_SECONDS = 30.0
 class EmbeddedNode:
     """A ``cadence run`` node as a task of the console's event loop."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, report: Callable[[str], None]) -> None:
         self.store = store
         self.settings = settings
+        self.report = report
+        """Hears, in words, why the node stopped on its own (the console stays)."""
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -46,9 +49,11 @@ class EmbeddedNode:
     async def _run(self) -> None:
         try:
             await run_node(self.store, self.settings, stop=self._stop)
-        except NodeAlreadyRunning as error:
-            # A node without a fresh heartbeat still holds the SQLite database.
-            logger.warning("embedded scheduler not started: %s", error)
+        except CadenceError as error:
+            # Another node holds the SQLite database, or the program does not load: the
+            # console goes on without a scheduler, and says why.
+            logger.error("the embedded scheduler stopped: %s", error)
+            self.report(f"the embedded scheduler stopped: {error}")
 
     async def stop(self) -> None:
         """Stop gracefully: the sends in flight finish and the leases go back."""
