@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
-Row = tuple[str, Sequence[str | Text]]
-"""A row's key and its cells."""
+Row = tuple[str, Sequence[object]]
+"""A row's key and its cells (text or any Rich renderable)."""
 
 
 def refill(table: DataTable[Any], rows: Iterable[Row]) -> None:
