@@ -110,6 +110,9 @@ class SimulatedWorld:
         self._stored_until = EPOCH.replace(tzinfo=UTC)
         """Simulated events dated up to this moment are stored and their triggers fired."""
         self._responder: Responder | None = None
+        self._workers: dict[tuple[str, ...], DeliveryWorker] = {}
+        """Delivery workers by the channels they serve (see :meth:`_worker`)."""
+        self._delivery_rng = random.Random(seed)
 
     async def run(
         self, start: datetime, end: datetime, progress: Callable[[datetime], None] | None = None
@@ -229,22 +232,31 @@ class SimulatedWorld:
             names = sorted(waiting)
         if not names:
             return
-        channels: dict[str, Channel] = {
-            name: FileChannel(
-                self.output / f"messages-{name}.jsonl", "jsonl", self.settings.channels.email
-            )
-            for name in names
-        }
-        worker = DeliveryWorker(
-            self.store,
-            self.settings,
-            channels,
-            self._templates,
-            owner=SOURCE,
-            rng=random.Random(self.seed),
-        )
-        await worker.run(until_idle=True)
+        # Each step retries as if its worker were new (the file channels hardly retry).
+        self._delivery_rng.seed(self.seed)
+        await self._worker(tuple(names)).run(until_idle=True)
         await self._respond(now)
+
+    def _worker(self, names: tuple[str, ...]) -> DeliveryWorker:
+        """The delivery worker for these channels, made once: a worker set up anew each
+        step (its renderer, signing key and connections) cost more than most steps send."""
+        worker = self._workers.get(names)
+        if worker is None:
+            channels: dict[str, Channel] = {
+                name: FileChannel(
+                    self.output / f"messages-{name}.jsonl", "jsonl", self.settings.channels.email
+                )
+                for name in names
+            }
+            worker = self._workers[names] = DeliveryWorker(
+                self.store,
+                self.settings,
+                channels,
+                self._templates,
+                owner=SOURCE,
+                rng=self._delivery_rng,
+            )
+        return worker
 
     async def _respond(self, now: datetime) -> None:
         outbox = OutboxMessage.__table__.c
