@@ -110,12 +110,14 @@ class CadenceConsole(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "Cadence"
+    DEFAULT_MODE: ClassVar[str] = "dashboard"
     # Textual types this one as an instance attribute, so it cannot be a ClassVar here.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("r", "reload", "Reload", show=False),
+        Binding("escape", "leave_field", "Leave the field", show=False),
     ]
 
     def __init__(
@@ -143,7 +145,6 @@ class CadenceConsole(App[None]):
         self._too_small: TooSmallScreen | None = None
 
     async def on_mount(self) -> None:
-        self.switch_mode("dashboard")
         if self._embedded is not None:
             self.notify(await self._embedded.start_unless_led(), title="Scheduler")
 
@@ -162,6 +163,10 @@ class CadenceConsole(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.entries, self.context.read_only))
+
+    def action_leave_field(self) -> None:
+        """Out of a text field, so that the screens' keys work again."""
+        self.screen.set_focus(None)
 
     def action_reload(self) -> None:
         reload = getattr(self.screen, "reload", None)
@@ -193,7 +198,11 @@ class CadenceConsole(App[None]):
     # --- a terminal too small ---------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        width, height = event.size
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        """Cover the console with the too-small notice while the terminal is below
+        :data:`MIN_WIDTH` x :data:`MIN_HEIGHT`; take it away once it is not."""
         small = width < MIN_WIDTH or height < MIN_HEIGHT
         if small and self._too_small is None:
             self._too_small = TooSmallScreen()
