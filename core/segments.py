@@ -25,7 +25,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ColumnElement,
-    MetaData,
     Table,
     and_,
     case,
@@ -48,6 +47,7 @@ from core.db.dialect import (
     backend_of,
     drop_scratch_table,
     rowcount,
+    scratch_definition,
     scratch_table,
     serialize_writers,
     upsert,
@@ -264,12 +264,12 @@ async def _find_strays(
     session: AsyncSession, snapshot: RuleSnapshot, planned: list[_Planned], words: list[int]
 ) -> Table:
     """Copy each customer's bits of segments of other stages than theirs, where there are any."""
-    strays = Table(
+    strays = scratch_definition(
         "segment_strays",
-        MetaData(),
-        Column("customer_id", BigId, primary_key=True),
-        *(Column(_word_column(word), BigInteger) for word in words),
-        prefixes=["TEMPORARY"],
+        [
+            Column("customer_id", BigId, primary_key=True),
+            *(Column(_word_column(word), BigInteger) for word in words),
+        ],
     )
     await scratch_table(session, strays, until="dropped")
     scoped = [(p, p.definition.spec.stage) for p in planned if p.definition.spec.stage]

@@ -7,14 +7,17 @@ statement needs a dialect-specific construct, it asks here.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     ColumnElement,
     Float,
     FromClause,
+    MetaData,
     SQLColumnExpression,
     Table,
     cast,
@@ -72,6 +75,35 @@ async def serialize_writers(session: AsyncSession, name: str) -> None:
     if backend_of(session) == "postgresql":
         key = zlib.crc32(f"cadence:{name}".encode())
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+_SCRATCH_DEFINITIONS: dict[tuple[Any, ...], Table] = {}
+_MAX_SCRATCH_DEFINITIONS = 256
+
+
+def scratch_definition(name: str, columns: Sequence[Column[Any]]) -> Table:
+    """A temporary table ``name`` with ``columns``: the same :class:`Table` object each time
+    for the same name and columns (name, type, key, nullability), for a scratch table whose
+    columns are worked out per call (from the rules a pass reads, say).
+
+    SQLAlchemy keys its compiled-statement cache on a table's identity: a new ``Table``
+    per call compiles every statement on it again, and fills the cache with statements
+    never used again. Definitions only: give a shared one no indexes after the fact.
+    """
+    layout = (
+        name,
+        *(
+            (c.name, repr(c.type), c.primary_key, c.nullable, c.identity is not None)
+            for c in columns
+        ),
+    )
+    table = _SCRATCH_DEFINITIONS.get(layout)
+    if table is None:
+        if len(_SCRATCH_DEFINITIONS) >= _MAX_SCRATCH_DEFINITIONS:
+            _SCRATCH_DEFINITIONS.clear()
+        table = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
+        _SCRATCH_DEFINITIONS[layout] = table
+    return table
 
 
 async def scratch_table(

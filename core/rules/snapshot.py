@@ -46,7 +46,13 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import as_utc
-from core.db.dialect import backend_of, drop_scratch_table, rowcount, scratch_table
+from core.db.dialect import (
+    backend_of,
+    drop_scratch_table,
+    rowcount,
+    scratch_definition,
+    scratch_table,
+)
 from core.db.types import BigId, UtcDateTime
 from core.rules.compiler import (
     CATALOGUE,
@@ -135,7 +141,7 @@ class RuleSnapshot:
             for (key, kind), name in attributes.items()
         ]
         columns += [Column(window.column, UtcDateTime()) for window in windows.values()]
-        self.table = Table(SNAPSHOT_TABLE, MetaData(), *columns, prefixes=["TEMPORARY"])
+        self.table = scratch_definition(SNAPSHOT_TABLE, columns)
 
     def condition(self, rule: Rule) -> ColumnElement[bool]:
         """``rule`` as a condition over the snapshot's table, at the snapshot's moment."""
