@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.direct import DirectConnection
 from core.db.types import epoch_micros
-from core.models import Campaign, OutboxMessage
+from core.models import Campaign, CampaignRun, OutboxMessage
 
 _OUTBOX = cast(Table, OutboxMessage.__table__)
 SENDABLE_STATES = ("queued", "retry", "sending")
@@ -271,3 +271,46 @@ async def waiting_messages(session: AsyncSession, channels: Sequence[str] | None
     if channels is not None:
         query = query.where(outbox.channel.in_(channels))
     return int((await session.execute(query)).scalar_one())
+
+
+@dataclass(frozen=True)
+class RunDelivery:
+    """How far one run's messages have got: what the console's progress bar shows while
+    a launch is planned and delivered."""
+
+    status: str
+    """The run's: ``pending`` until its time comes and it is planned, then ``planned``."""
+    messages: int
+    """The messages the run planned to send (queued and held; control rows are not sent)."""
+    states: dict[str, int]
+    """The run's outbox rows by state, control rows included."""
+
+    @property
+    def sent(self) -> int:
+        return self.states.get("sent", 0)
+
+    @property
+    def settled(self) -> int:
+        """Messages that will not be tried again: sent, failed or cancelled."""
+        return sum(self.states.get(state, 0) for state in ("sent", "failed", "cancelled"))
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "planned" and self.settled >= self.messages
+
+
+async def run_delivery_progress(session: AsyncSession, run_id: int) -> RunDelivery:
+    """Run ``run_id``'s status and its outbox rows counted by state (one grouped read
+    through the ``(run_id, customer_id)`` index)."""
+    run = (
+        await session.execute(
+            select(CampaignRun.status, CampaignRun.queued, CampaignRun.held).where(
+                CampaignRun.id == run_id
+            )
+        )
+    ).one()
+    outbox = _OUTBOX.c
+    states = await session.execute(
+        select(outbox.state, func.count()).where(outbox.run_id == run_id).group_by(outbox.state)
+    )
+    return RunDelivery(run.status, run.queued + run.held, {state: n for state, n in states.all()})

@@ -203,7 +203,7 @@ class CampaignsScreen(StoreScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self._act(act, name), group="action")
+                self.run_guarded(lambda: self._act(act, name), group="action")
 
         self.app.push_screen(ConfirmScreen(question.format(name=name)), answered)
 

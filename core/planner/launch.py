@@ -56,12 +56,23 @@ def launch_spec(
     try:
         return CampaignSpec.model_validate(values)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'launch'}: "
-            + problem["msg"].removeprefix("Value error, ")
-            for problem in error.errors()
-        )
-        raise CampaignError(f"cannot launch: {problems}") from None
+        fields: dict[str, str] = {}
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "launch"
+            said = problem["msg"].removeprefix("Value error, ")
+            fields[where] = f"{fields[where]}; {said}" if where in fields else said
+        raise LaunchSpecError(fields) from None
+
+
+class LaunchSpecError(CampaignError):
+    """A launch described with bad values: the message names each, and ``fields`` holds
+    each problem by its field (``control``, ``name``, ``target.segment``...), so a form
+    can show it next to the field."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        problems = "; ".join(f"{where}: {problem}" for where, problem in fields.items())
+        super().__init__(f"cannot launch: {problems}")
 
 
 async def preview_spec(

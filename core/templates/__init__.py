@@ -19,13 +19,14 @@ Limits (``[templates]`` in the settings): file size, output size and render
 time; see :mod:`core.templates.sandbox` for what else is refused.
 """
 
-from core.templates.check import check_templates
+from core.templates.check import check_templates, render_sample
 from core.templates.context import message_context, sample_context
 from core.templates.render import (
     CHANNEL_PARTS,
     RenderedMessage,
     TemplateRenderError,
     Templates,
+    available_templates,
     missing_template_files,
     template_files,
 )
@@ -35,9 +36,11 @@ __all__ = [
     "RenderedMessage",
     "TemplateRenderError",
     "Templates",
+    "available_templates",
     "check_templates",
     "message_context",
     "missing_template_files",
+    "render_sample",
     "sample_context",
     "template_files",
 ]

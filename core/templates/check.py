@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core.settings import TemplateSettings
 from core.templates.context import sample_context
-from core.templates.render import Templates
+from core.templates.render import RenderedMessage, Templates
 
 
 def check_templates(
@@ -23,3 +23,13 @@ def check_templates(
         for error in templates.problems(name, channel, context):
             problems[error.describe(directory)] = None
     return list(problems)
+
+
+def render_sample(
+    directory: Path, settings: TemplateSettings, name: str, channel: str, campaign: str
+) -> RenderedMessage:
+    """Template ``name`` rendered for ``channel`` as the sample customer of
+    :func:`check_templates` would get it from ``campaign``: a launch's message preview.
+    Raises :class:`~core.templates.TemplateRenderError`."""
+    context = {**sample_context(settings.brand), "campaign": campaign, "variant": name}
+    return Templates(directory, settings).render(name, channel, context)

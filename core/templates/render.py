@@ -128,6 +128,13 @@ def missing_template_files(name: str, channel: str, directory: Path) -> list[str
     ]
 
 
+def available_templates(channel: str, directory: Path) -> list[str]:
+    """The names of the templates in ``directory`` that have every file ``channel`` needs,
+    sorted: what an operator may choose from for a launch on ``channel``."""
+    names = {path.name.split(".", 1)[0] for path in directory.glob("*.j2")}
+    return sorted(name for name in names if not missing_template_files(name, channel, directory))
+
+
 class Templates:
     """The templates of one folder, compiled on first use and kept.
 

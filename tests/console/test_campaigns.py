@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sqlalchemy import select
-from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
@@ -27,7 +26,7 @@ from core.program.model import CampaignSpec
 from core.settings import Settings
 from core.sink import SmtpSink
 from tests.console.delivery import deliver_email, with_templates
-from tests.console.world import console_app, living_store
+from tests.console.world import console_app, living_store, settle, show
 from tests.smtp_sink import smtp_sink
 
 __all__ = ["smtp_sink"]
@@ -66,13 +65,6 @@ async def _world(
     return program
 
 
-async def _settled(app: App[None], pilot: Pilot[None]) -> None:
-    """Wait until every worker (the screen's loads, an action) has finished."""
-    await pilot.pause()
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 @asynccontextmanager
 async def _campaigns(
     store: Store,
@@ -86,21 +78,19 @@ async def _campaigns(
     program = await _world(store, settings, fixed, sink)
     app = console_app(store, settings, program, read_only=read_only)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settled(app, pilot)
-        await pilot.press("c")
-        await _settled(app, pilot)
+        await show(app, pilot, "c")
         screen = app.screen
         assert isinstance(screen, CampaignsScreen)
         yield app, pilot, screen
 
 
-async def _act(app: App[None], pilot: Pilot[None], key: str, answer: str = "y") -> None:
+async def _act(app: CadenceConsole, pilot: Pilot[None], key: str, answer: str = "y") -> None:
     """Press ``key``, then answer its confirmation, and wait for what follows."""
     await pilot.press(key)
     await pilot.pause()
     assert isinstance(app.screen, ConfirmScreen)
     await pilot.press(answer)
-    await _settled(app, pilot)
+    await settle(app, pilot)
 
 
 def _cell(table: DataTable[object], row: str, column: str) -> str:
@@ -115,7 +105,7 @@ async def _select(pilot: Pilot[None], screen: CampaignsScreen, name: str) -> Non
     assert screen.selected() == name
 
 
-def _shown_keys(app: App[None]) -> dict[str, str]:
+def _shown_keys(app: CadenceConsole) -> dict[str, str]:
     """The screen's bindings the footer offers, by key: description."""
     return {
         key: active.binding.description
@@ -172,7 +162,7 @@ async def test_a_campaign_opens_on_its_runs_with_whom_each_left_out(
     async with _campaigns(store, settings, frozen_clock) as (app, pilot, screen):
         await _select(pilot, screen, FIRST_PURCHASE)
         await pilot.press("enter")
-        await _settled(app, pilot)
+        await settle(app, pilot)
         detail = app.screen
         assert isinstance(detail, CampaignDetailScreen)
         about = str(detail.query_one("#campaign-about", Static).render())
@@ -191,7 +181,7 @@ async def test_a_campaign_opens_on_its_runs_with_whom_each_left_out(
         assert run.counts.excluded > 0, "the demo has customers the policy leaves out"
         assert shown == [(reason, f"{count:,}") for reason, count in run.exclusions]
         await pilot.press("escape")
-        await _settled(app, pilot)
+        await settle(app, pilot)
         assert app.screen is screen
 
 
@@ -260,5 +250,5 @@ async def test_the_campaigns_fit_80x24_and_use_a_wider_terminal(
         assert table.region.width <= 80 and table.region.height >= 10
         narrow = table.region.width
         await pilot.resize_terminal(160, 48)
-        await _settled(app, pilot)
+        await settle(app, pilot)
         assert table.region.width > narrow and table.region.height > 20
