@@ -19,9 +19,10 @@ Per goal there is one statement, grouped per run and arm, whatever the number of
 or of campaigns: the members joined to the goal events of their window. Campaigns with
 the same goal are read together, so the goal events of a period are read once, not once
 a campaign (a hundred campaigns with a purchase goal read the month's purchases once).
-The events read are bounded by the campaigns' earliest run and latest window end, so
-the events table's time index narrows the scan. A customer in several runs is a member
-of each.
+The statement starts from the goal events, bounded by the campaigns' earliest run and
+latest window end, and reads them, and each of their customers' runs and arms, from
+indexes alone; members are counted per run and arm from an index too. A customer in
+several runs is a member of each.
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Table, and_, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.dialect import backend_of
@@ -221,15 +232,22 @@ async def _planned_runs(
 async def _members(
     session: AsyncSession, campaign_ids: Iterable[int], as_of: datetime
 ) -> dict[tuple[int, str], int]:
-    """Members per (run, arm) of every planned run of the campaigns, in one grouped read."""
+    """Members per (run, arm) of every planned run of the campaigns: a count per run and
+    arm through the outbox's (run_id, state) index alone. Grouping the rows instead would
+    sort every member (9 s for 5 million on SQLite, against 0.6 s for the counts)."""
     outbox, runs = _OUTBOX.c, _RUNS.c
-    rows = await session.execute(
-        select(outbox.run_id, outbox.state, func.count())
-        .select_from(_OUTBOX.join(_RUNS, runs.id == outbox.run_id))
-        .where(*_planned(campaign_ids, as_of), outbox.state.in_(_ARMS))
-        .group_by(outbox.run_id, outbox.state)
+    arms = union_all(*(select(literal(arm).label("state")) for arm in _ARMS)).subquery("arms")
+    members = (
+        select(func.count())
+        .where(outbox.run_id == runs.id, outbox.state == arms.c.state)
+        .scalar_subquery()
     )
-    return {(run_id, state): count for run_id, state, count in rows}
+    rows = await session.execute(
+        select(runs.id, arms.c.state, members)
+        .select_from(_RUNS.join(arms, true()))
+        .where(*_planned(campaign_ids, as_of))
+    )
+    return {(run_id, state): count for run_id, state, count in rows if count}
 
 
 def _planned(campaign_ids: Iterable[int], as_of: datetime) -> list[ColumnElement[bool]]:
@@ -252,11 +270,11 @@ async def _converted(
     that share ``goal`` (its ``revenue`` aside); ``runs`` are theirs."""
     outbox, planned, events = _OUTBOX.c, _RUNS.c, _EVENTS.c
     window_end = shifted(backend_of(session), planned.planned_at, goal.within)
-    # Plain bounds next to the per-row window: the events' time index can read just them.
+    # Plain bounds next to the per-row window: events outside every run's window are left
+    # in the index, never joined.
     earliest = min(run.planned_at for run in runs)
     latest = min(max(run.planned_at for run in runs) + goal.within, as_of)
     on_goal: list[ColumnElement[bool]] = [
-        events.customer_id == outbox.customer_id,
         events.type == goal.event,
         events.occurred_at > earliest,
         events.occurred_at <= latest,
@@ -265,11 +283,24 @@ async def _converted(
     ]
     if goal.event_rule is not None:
         on_goal.append(goal.event_rule.condition(as_of, EVENT_SOURCE))
+    # From the goal events to their customers' members: the events index gives them in
+    # customer order, and the outbox's (customer_id, ...) index holds each member's run
+    # and arm. "+ 0" and "|| ''": on the bare columns SQLite would start from the members
+    # instead (through the state index) and read the events once per member (5 million
+    # probes against 600,000 events at a million customers).
     per_member = (
         select(outbox.run_id, outbox.state, func.sum(events.value).label("value"))
-        .select_from(_OUTBOX.join(_RUNS, planned.id == outbox.run_id).join(_EVENTS, and_(*on_goal)))
-        .where(*_planned(campaign_ids, as_of), outbox.state.in_(_ARMS))
-        .group_by(outbox.id, outbox.run_id, outbox.state)
+        .select_from(
+            _EVENTS.join(_OUTBOX, outbox.customer_id == events.customer_id + 0).join(
+                _RUNS, planned.id == outbox.run_id
+            )
+        )
+        .where(
+            and_(*on_goal),
+            *_planned(campaign_ids, as_of),
+            outbox.state.concat(literal_column("''")).in_(_ARMS),
+        )
+        .group_by(outbox.customer_id, outbox.run_id, outbox.state)
         .subquery()
     )
     rows = await session.execute(
@@ -280,7 +311,12 @@ async def _converted(
             func.sum(per_member.c.value),
         ).group_by(per_member.c.run_id, per_member.c.state)
     )
-    return {(run_id, state): (count, float(total or 0)) for run_id, state, count, total in rows}
+    # Money values are cents, so their sum is too: rounded to them, it does not depend on
+    # the order the database added the (binary floating-point, on SQLite) values in.
+    return {
+        (run_id, state): (count, round(float(total or 0), 2))
+        for run_id, state, count, total in rows
+    }
 
 
 def _run_goal(
