@@ -54,7 +54,7 @@ from core.db.dialect import (
     serialize_writers,
 )
 from core.db.moments import shifted
-from core.db.sqlfunctions import JsonNumber
+from core.db.sqlfunctions import JsonNumber, Likely
 from core.db.types import UtcDateTime
 from core.models import Customer, CustomerChannel, Event, OutboxMessage
 from core.policy.channels import channel_status
@@ -148,7 +148,9 @@ async def _fill_sends(session: AsyncSession, since: datetime, now: datetime) -> 
 async def _fill_responded(session: AsyncSession, since: datetime, now: datetime) -> None:
     """The window's messages that were opened, clicked or converted."""
     sends = _sends.c
-    in_window = (Event.occurred_at > since, Event.occurred_at <= now)
+    # Half a year holds most events: read them straight through, not one by one through
+    # the time index.
+    in_window = (Likely(Event.occurred_at > since), Likely(Event.occurred_at <= now))
     named = cast(JsonNumber(_EVENTS.c.properties, "outbox_id"), BigInteger)
     answered = (
         select(sends.outbox_id)

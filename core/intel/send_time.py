@@ -54,6 +54,7 @@ from core.db.dialect import (
     scratch_table,
     serialize_writers,
 )
+from core.db.sqlfunctions import Likely
 from core.db.types import UtcDateTime
 from core.models import Customer, CustomerSendTime, Event
 
@@ -224,8 +225,10 @@ async def _fill_counts(session: AsyncSession, since: datetime, now: datetime) ->
         .select_from(source)
         .where(
             Event.type.in_(RESPONSES),
-            Event.occurred_at > since,
-            Event.occurred_at <= now,
+            # Half a year holds most events: read them straight through, not one by one
+            # through the time index.
+            Likely(Event.occurred_at > since),
+            Likely(Event.occurred_at <= now),
         )
         .group_by(Event.customer_id, hour)
     )
