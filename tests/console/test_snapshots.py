@@ -12,7 +12,7 @@ from syrupy.assertion import SnapshotAssertion
 from core import clock
 from core.db import Store
 from core.settings import Settings
-from tests.console.world import console_app, living_store
+from tests.console.world import console_app, living_store, settle
 
 SIZES = [(80, 24), (160, 48)]
 SCREENS = {
@@ -41,10 +41,8 @@ async def test_screen_snapshot(
     program = await living_store(store, settings)
     app = console_app(store, settings, program)
     async with app.run_test(size=size) as pilot:
-        for key in ["", *SCREENS[screen]]:
-            if key:
-                await pilot.press(key)
-            await pilot.pause()
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+        await settle(app, pilot)
+        for key in SCREENS[screen]:
+            await pilot.press(key)
+            await settle(app, pilot)
         assert app.export_screenshot() == snapshot(extension_class=SVGImageExtension)

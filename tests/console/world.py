@@ -52,6 +52,10 @@ async def living_store(
 def console_app(
     store: Store, settings: Settings, program: Program, *, read_only: bool = False
 ) -> CadenceConsole:
+    """The console over ``store`` as operator ``ops``, with the shipped program and
+    templates (the launch screen lists and renders them)."""
+    settings.program_dir = DEFAULT_CONFIG_DIR / "program"
+    settings.templates_dir = DEFAULT_CONFIG_DIR / "templates"
     context = ConsoleContext(store, settings, program, read_only_asked=read_only, actor="ops")
     return CadenceConsole(context)
 
