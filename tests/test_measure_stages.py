@@ -143,8 +143,7 @@ async def test_later_data_does_not_change_a_past_moment(store: Store, program: P
 async def test_a_window_reads_the_same_through_the_index_or_a_scan(
     store: Store, program: Program
 ) -> None:
-    """On SQLite a window holding much of the events table is read by scanning it, one
-    holding little through the time index: the same numbers either way."""
+    """Events outside the window, however many, leave the window's numbers as they were."""
     world = await build_world(store)
     scanned = await _by_stage(store, program, WINDOW)
     old = [

@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, func, select, type_coerce
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement
 
-from core.db.dialect import backend_of
-from core.db.types import UtcDateTime
 from core.models import Event, OutboxMessage
 
 
@@ -75,31 +72,19 @@ def sent_within(window: Window) -> tuple[ColumnElement[Any], ...]:
     """Outbox rows sent inside ``window``: the messages customers received.
 
     Only a sent row has a ``sent_at``, so the time alone says it, and coverage reads
-    the ``(customer_id, sent_at)`` index without touching the rows.
+    the ``(customer_id, sent_at, ...)`` index without touching the rows.
     """
     outbox = OutboxMessage.__table__.c
     return (outbox.sent_at > window.start, outbox.sent_at <= window.end)
 
 
-_WHOLE_TABLE_SHARE = 0.05
-"""On SQLite, a window holding more than this share of the events is read by scanning the
-table: each row found through the time index costs a lookup of its own, measured about
-eight times a row of a plain scan (3.3 s against 0.44 s for 2 million of 5.8 million)."""
-
-
-async def events_within(session: AsyncSession, window: Window) -> tuple[ColumnElement[bool], ...]:
-    """The conditions that keep the events of ``window``, worded so the database reads
-    them the cheaper way: through the time index, or on SQLite, for a window that holds
-    much of the table, by scanning it (PostgreSQL's statistics make that choice)."""
-    moment: ColumnElement[datetime] = Event.__table__.c.occurred_at
-    if backend_of(session) == "sqlite":
-        in_window = select(func.count()).where(
-            Event.occurred_at > window.start, Event.occurred_at <= window.end
-        )
-        everything = select(func.count()).select_from(Event)
-        counts = select(in_window.scalar_subquery(), everything.scalar_subquery())
-        found, total = (await session.execute(counts)).one()
-        if found > _WHOLE_TABLE_SHARE * total:
-            # SQLite uses no index for an expression: the time plus nothing (microseconds).
-            moment = type_coerce(type_coerce(moment, BigInteger) + 0, UtcDateTime())
-    return (moment > window.start, moment <= window.end)
+def events_within(window: Window, *types: str) -> tuple[ColumnElement[bool], ...]:
+    """Events of ``types`` inside ``window``: the events index (type, customer_id,
+    occurred_at, value) holds all a KPI reads of them, so they are read without touching
+    the rows."""
+    events = Event.__table__.c
+    return (
+        events.type.in_(types),
+        events.occurred_at > window.start,
+        events.occurred_at <= window.end,
+    )

@@ -29,7 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import event_types
 from core.db.dialect import skip_jit
 from core.measure.kpis import KpiValue, Window, events_within, kpi_value, sent_within, share
-from core.models import Campaign, CustomerStage, Event, OutboxMessage, StageTransition, Suppression
+from core.models import (
+    Campaign,
+    CampaignRun,
+    CustomerStage,
+    Event,
+    OutboxMessage,
+    StageTransition,
+    Suppression,
+)
 from core.program import Program
 from core.program.model import CAMPAIGN_KINDS
 from core.suppressions import HARD_BOUNCE
@@ -99,20 +107,30 @@ async def programme_kpis(session: AsyncSession, program: Program, window: Window
     customers = (
         await session.execute(select(everyone.scalar_subquery() - later.scalar_subquery()))
     ).scalar_one()
-    # One pass with a count per kind: grouping would sort every message of the window.
+    # Each run's messages sent in the window, counted through the outbox's (run_id, state,
+    # sent_at) index alone, then added up per kind: joining every message to its campaign
+    # would read each outbox row (6.7 s for 4.5 million on SQLite).
+    sent = (
+        select(func.count())
+        .where(OutboxMessage.run_id == CampaignRun.id, *sent_within(window))
+        .scalar_subquery()
+    )
     per_kind = (
-        select(*(func.count().filter(Campaign.kind == kind) for kind in CAMPAIGN_KINDS))
-        .select_from(OutboxMessage)
-        .join(Campaign, Campaign.id == OutboxMessage.campaign_id)
-        .where(*sent_within(window))
+        select(
+            *(
+                func.coalesce(func.sum(sent).filter(Campaign.kind == kind), 0)
+                for kind in CAMPAIGN_KINDS
+            )
+        )
+        .select_from(CampaignRun)
+        .join(Campaign, Campaign.id == CampaignRun.campaign_id)
     )
     counted = (await session.execute(per_kind)).one()
-    by_kind = {kind: count for kind, count in zip(CAMPAIGN_KINDS, counted, strict=True) if count}
+    # int(): PostgreSQL sums the counts as numeric.
+    by_kind = {kind: int(n) for kind, n in zip(CAMPAIGN_KINDS, counted, strict=True) if n}
     kinds = (event_types.UNSUBSCRIBED, event_types.MESSAGE_COMPLAINED, event_types.MESSAGE_BOUNCED)
     by_type = (
-        select(Event.type, func.count())
-        .where(*await events_within(session, window), Event.type.in_(kinds))
-        .group_by(Event.type)
+        select(Event.type, func.count()).where(*events_within(window, *kinds)).group_by(Event.type)
     )
     events: dict[str, int] = dict((await session.execute(by_type)).all())
     refused = (

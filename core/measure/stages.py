@@ -107,7 +107,7 @@ async def stage_kpis(session: AsyncSession, program: Program, window: Window) ->
     await skip_jit(session)
     tallies: defaultdict[str | None, _Tally] = defaultdict(_Tally)
     for end_stage, start_stage, customers, messaged, converted, revenue, churned in (
-        await session.execute(await _per_stage_pair(session, program, window))
+        await session.execute(_per_stage_pair(program, window))
     ).all():
         at_end, at_start = tallies[end_stage], tallies[start_stage]
         at_end.customers += customers
@@ -136,7 +136,7 @@ async def stage_kpis(session: AsyncSession, program: Program, window: Window) ->
     ]
 
 
-async def _per_stage_pair(session: AsyncSession, program: Program, window: Window) -> Any:
+def _per_stage_pair(program: Program, window: Window) -> Any:
     """Per (stage at the end, stage at the start): customers, how many were sent a message
     in the window, bought in it (and for how much) and went dormant in it."""
     placement = stages_at({"at_end": window.end, "at_start": window.start})
@@ -146,7 +146,7 @@ async def _per_stage_pair(session: AsyncSession, program: Program, window: Windo
     ).subquery("messaged")
     bought = (
         select(Event.customer_id, func.sum(Event.value).label("revenue"))
-        .where(*await events_within(session, window), Event.type == event_types.PURCHASE)
+        .where(*events_within(window, event_types.PURCHASE))
         .group_by(Event.customer_id)
     ).subquery("bought")
     source = placement.outerjoin(
