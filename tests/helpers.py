@@ -117,12 +117,17 @@ async def run_cadence(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cadence --config CONFIG ARGS`` without blocking the event loop the sink runs
     in, with no ``CADENCE_*`` variable but those in ``env``."""
+    return await run_process(str(CADENCE), "--config", str(config), *args, env=env)
+
+
+async def run_process(
+    *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (a ``cadence`` command line) to its end without blocking the event
+    loop, with :func:`cadence_environment` plus ``env``; stdout and stderr as text."""
     environment = cadence_environment(**(env or {}))
     process = await asyncio.create_subprocess_exec(
-        str(CADENCE),
-        "--config",
-        str(config),
-        *args,
+        *argv,
         env=environment,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -130,4 +135,4 @@ async def run_cadence(
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode is not None
-    return subprocess.CompletedProcess(args, process.returncode, stdout.decode(), stderr.decode())
+    return subprocess.CompletedProcess(argv, process.returncode, stdout.decode(), stderr.decode())
