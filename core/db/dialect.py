@@ -9,6 +9,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -27,8 +28,9 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from core.db.types import UtcDateTime, epoch_micros
 
@@ -119,12 +121,27 @@ async def scratch_table(
     """
     connection = await session.connection()
     await drop_scratch_table(session, table)
+    create, *indexes = _creation(table, connection.dialect)
     if backend_of(session) == "postgresql":
-        create = str(CreateTable(table).compile(dialect=connection.dialect)).rstrip()
         suffix = " ON COMMIT DROP" if until == "commit" else ""
         await connection.exec_driver_sql(f"{create}{suffix}")
     else:
-        await connection.run_sync(lambda sync: table.create(sync))
+        for statement in (create, *indexes):
+            await connection.exec_driver_sql(statement)
+
+
+@lru_cache(maxsize=512)
+def _creation(table: Table, dialect: Dialect) -> tuple[str, ...]:
+    """The ``CREATE TABLE`` of ``table``, then a ``CREATE INDEX`` per index it has, compiled
+    once: DDL has no compiled cache, and a planner tick creates four scratch tables (3 ms of
+    compiling a tick, several ticks a simulated hour)."""
+    return (
+        str(CreateTable(table).compile(dialect=dialect)).rstrip(),
+        *(
+            str(CreateIndex(index).compile(dialect=dialect))
+            for index in sorted(table.indexes, key=lambda index: str(index.name))
+        ),
+    )
 
 
 async def analyze_scratch_table(session: AsyncSession, table: Table) -> None:
