@@ -3,6 +3,7 @@ seconds if it is live, and tells the app when the database is away."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -28,6 +29,13 @@ class StoreScreen(Screen[None]):
 
     LIVE: ClassVar[bool] = False
     """Read again every ``console.refresh_seconds`` while shown."""
+    _loading: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_load = asyncio.Event()
+        """Set once a load has read the store and shown what it read (the console's
+        benchmark waits on it)."""
 
     @property
     def cadence(self) -> CadenceConsole:
@@ -46,7 +54,13 @@ class StoreScreen(Screen[None]):
 
     def on_mount(self) -> None:
         if self.LIVE:
-            self.set_interval(self.context.settings.console.refresh_seconds, self.reload)
+            self.set_interval(self.context.settings.console.refresh_seconds, self._tick)
+
+    def _tick(self) -> None:
+        """The live refresh: only while the screen is shown, and never over a load still
+        running (on a large store, a load may take longer than the interval)."""
+        if self.is_current and not self._loading:
+            self.reload()
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -57,18 +71,25 @@ class StoreScreen(Screen[None]):
 
     @work(exclusive=True, group="load")
     async def _load_guarded(self) -> None:
-        await self._guarded(self.load)
+        self._loading = True
+        try:
+            if await self._guarded(self.load):
+                self.first_load.set()
+        finally:
+            self._loading = False
 
     def run_guarded(self, action: Callable[[], Awaitable[object]], *, group: str) -> None:
         """Run ``action`` (an operator's action, a poll) in a worker; a database error
         raises the app's banner, as a load's does, instead of ending the app."""
         self.run_worker(self._guarded(action), group=group)
 
-    async def _guarded(self, action: Callable[[], Awaitable[object]]) -> None:
+    async def _guarded(self, action: Callable[[], Awaitable[object]]) -> bool:
+        """Run ``action``; whether it got through to the database."""
         try:
             await action()
         except (SQLAlchemyError, OSError) as error:
             self.cadence.database_lost(error)
             await self.context.store.reconnect()
-        else:
-            self.cadence.database_back()
+            return False
+        self.cadence.database_back()
+        return True
