@@ -472,6 +472,24 @@ class OutboxMessage(Base):
     )
 
 
+class OutboxSend(Base):
+    """A send the server accepted, written the moment it did, before that connection
+    sends another message: the durable record that keeps a crash from repeating it.
+
+    Marking the outbox row itself sent touches five of its indexes, and delivery
+    records a handful of sends every few milliseconds; an append to this narrow
+    table costs a tenth of that. :func:`core.outbox.fold_sends` moves the sends
+    into their outbox rows (``sent``, ``sent_at``) a batch at a time.
+    """
+
+    __tablename__ = "outbox_sends"
+
+    outbox_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True
+    )
+    sent_at: Mapped[datetime]
+
+
 class CampaignContact(Base):
     """When a campaign last reached a customer (either arm), and how many times it has.
 

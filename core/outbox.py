@@ -8,6 +8,11 @@ rows in ``sending``; once the lease runs out another worker claims them again,
 so a restart resumes where it stopped. Recording checks the owner, so a
 worker whose lease ran out cannot overwrite the new owner's result.
 
+A send is recorded the moment the server accepts it, in ``outbox_sends``
+(:func:`record_sent`), and folded into its row later, a batch at a time
+(:func:`fold_sends`): every claim folds first, and a row with a recorded send
+is never taken over, so a sent message is never sent again.
+
 On PostgreSQL several nodes claim at once: ``FOR UPDATE SKIP LOCKED`` hands
 each row to one of them. On SQLite ``BEGIN IMMEDIATE`` makes every claim the
 only writer while it runs.
@@ -21,14 +26,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, select, update
+from sqlalchemy import Select, Table, bindparam, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db.dialect import backend_of, rowcount
 from core.db.direct import DirectConnection
 from core.db.types import epoch_micros
-from core.models import Campaign, CampaignRun, OutboxMessage
+from core.models import Campaign, CampaignRun, OutboxMessage, OutboxSend
 
 _OUTBOX = cast(Table, OutboxMessage.__table__)
+_SENDS = cast(Table, OutboxSend.__table__)
 SENDABLE_STATES = ("queued", "retry", "sending")
 """States of a message that may still go out."""
 
@@ -77,7 +84,10 @@ async def claim_messages(
 ) -> list[ClaimedMessage]:
     """Take up to ``limit`` messages of ``channel`` that may go out now, oldest first:
     first those whose retry time came or whose previous worker's lease ran out, then
-    queued ones. Messages of paused or archived campaigns stay where they are."""
+    queued ones. Messages of paused or archived campaigns stay where they are.
+
+    Sends recorded since the last claim are folded into their rows first."""
+    await fold_sends(session)
     held = select(Campaign.id).where(Campaign.status != "active")
     outbox = _OUTBOX.c
     returning = (
@@ -87,6 +97,8 @@ async def claim_messages(
             outbox.next_attempt_at <= now,
             outbox.channel == channel,
             outbox.campaign_id.not_in(held),
+            # Sent by a worker whose lease ran out meanwhile, recorded after the fold.
+            ~exists().where(_SENDS.c.outbox_id == outbox.id),
         )
         .order_by(outbox.next_attempt_at)
     )
@@ -144,11 +156,13 @@ async def _claim(
 async def record_sent(
     connection: DirectConnection, owner: str, outbox_ids: Sequence[int], now: datetime
 ) -> int:
-    """Mark ``outbox_ids`` sent in a transaction of their own; returns how many this owner
-    still held (the others were taken over after the lease ran out and are not touched).
+    """Record that the server accepted ``outbox_ids``, in a transaction of their own;
+    returns how many this owner still held (the others were taken over after the lease
+    ran out and are not touched).
 
-    Delivery calls this for every few messages, so it goes through the driver directly
-    (see :mod:`core.db.direct`).
+    Delivery calls this for every few messages, so it appends to ``outbox_sends``
+    (see :class:`core.models.OutboxSend`) through the driver directly (see
+    :mod:`core.db.direct`); :func:`fold_sends` marks the rows sent later.
     """
     if not outbox_ids:
         return 0
@@ -159,15 +173,47 @@ async def record_sent(
     return await connection.write(_RECORD_SENT_SQLITE, parameters)
 
 
-_SENT = "state = 'sent', next_attempt_at = NULL, lease_owner = NULL, error = NULL"
+# "+state": SQLite would otherwise search the state index and read every message in
+# flight, rather than look up the few ids.
 _RECORD_SENT_SQLITE = (
-    f"UPDATE outbox SET {_SENT}, sent_at = ? "  # noqa: S608 (constants only)
-    "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'sending' AND lease_owner = ?"
+    "INSERT OR IGNORE INTO outbox_sends (outbox_id, sent_at) SELECT id, ? FROM outbox "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND +state = 'sending' AND lease_owner = ?"
 )
+# FOR SHARE: a node taking over an expired lease skips the row until this commits.
 _RECORD_SENT_POSTGRESQL = (
-    f"UPDATE outbox SET {_SENT}, sent_at = $1 "  # noqa: S608 (constants only)
-    "WHERE id = ANY($2::bigint[]) AND state = 'sending' AND lease_owner = $3"
+    "INSERT INTO outbox_sends (outbox_id, sent_at) SELECT id, $1 FROM outbox "
+    "WHERE id = ANY($2::bigint[]) AND state = 'sending' AND lease_owner = $3 FOR SHARE "
+    "ON CONFLICT DO NOTHING"
 )
+
+
+async def fold_sends(session: AsyncSession) -> int:
+    """Mark every recorded send's outbox row ``sent`` at its time and clear the record;
+    returns how many. Cheap when there is nothing to fold."""
+    outbox, sends = _OUTBOX.c, _SENDS.c
+    if backend_of(session) == "postgresql":
+        # Exactly the records taken here: another node may be recording more meanwhile.
+        taken = delete(_SENDS).returning(sends.outbox_id, sends.sent_at).cte("taken")
+        source: Any = taken.c
+    else:  # the only writer (BEGIN IMMEDIATE): every record is folded, then cleared
+        taken, source = None, sends
+    statement = (
+        update(_OUTBOX)
+        .where(outbox.id == source.outbox_id)
+        .values(
+            state="sent",
+            next_attempt_at=None,
+            lease_owner=None,
+            error=None,
+            sent_at=source.sent_at,
+        )
+    )
+    if taken is not None:
+        statement = statement.add_cte(taken)
+    folded = rowcount(await session.execute(statement))
+    if taken is None:
+        await session.execute(delete(_SENDS))
+    return folded
 
 
 async def record_retries(session: AsyncSession, owner: str, retries: Iterable[Retry]) -> None:
@@ -229,7 +275,8 @@ async def renew_leases(session: AsyncSession, owner: str, now: datetime, lease: 
 
 async def release_leases(session: AsyncSession, owner: str, now: datetime) -> int:
     """Give back every message ``owner`` still holds, for another worker to take at once
-    (a graceful shutdown); returns how many."""
+    (a graceful shutdown); returns how many. Its recorded sends are folded first."""
+    await fold_sends(session)
     outbox = _OUTBOX.c
     statement = (
         update(_OUTBOX)
@@ -242,13 +289,21 @@ async def release_leases(session: AsyncSession, owner: str, now: datetime) -> in
 
 async def sent_since(session: AsyncSession, channel: str, since: datetime) -> int:
     """Messages of ``channel`` sent after ``since``, plus those being sent right now: what
-    an hourly sending limit counts."""
-    outbox = _OUTBOX.c
+    an hourly sending limit counts. Sends not yet folded count at their recorded time."""
+    outbox, sends = _OUTBOX.c, _SENDS.c
     sent = select(func.count()).where(outbox.channel == channel, outbox.sent_at > since)
-    sending = select(func.count()).where(outbox.state == "sending", outbox.channel == channel)
-    return int((await session.execute(sent)).scalar_one()) + int(
-        (await session.execute(sending)).scalar_one()
+    recorded = (
+        select(func.count())
+        .select_from(_SENDS.join(_OUTBOX, outbox.id == sends.outbox_id))
+        .where(outbox.channel == channel, sends.sent_at > since)
     )
+    sending = select(func.count()).where(
+        outbox.state == "sending",
+        outbox.channel == channel,
+        ~exists().where(sends.outbox_id == outbox.id),
+    )
+    counts = [int((await session.execute(query)).scalar_one()) for query in (sent, recorded)]
+    return sum(counts) + int((await session.execute(sending)).scalar_one())
 
 
 async def oldest_sent_since(
@@ -256,12 +311,17 @@ async def oldest_sent_since(
 ) -> datetime | None:
     """When the earliest send of ``channel`` after ``since`` happened: the window frees up
     one message an hour after it."""
-    outbox = _OUTBOX.c
-    query = select(func.min(outbox.sent_at)).where(
+    outbox, sends = _OUTBOX.c, _SENDS.c
+    folded = select(func.min(outbox.sent_at)).where(
         outbox.channel == channel, outbox.sent_at > since
     )
-    oldest: datetime | None = (await session.execute(query)).scalar_one_or_none()
-    return oldest
+    recorded = (
+        select(func.min(sends.sent_at))
+        .select_from(_SENDS.join(_OUTBOX, outbox.id == sends.outbox_id))
+        .where(outbox.channel == channel, sends.sent_at > since)
+    )
+    times = [(await session.execute(query)).scalar_one_or_none() for query in (folded, recorded)]
+    return min((time for time in times if time is not None), default=None)
 
 
 async def waiting_messages(session: AsyncSession, channels: Sequence[str] | None = None) -> int:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from core.db import Store
 from core.db.direct import DirectConnection
-from core.models import Campaign
+from core.models import Campaign, OutboxMessage
 from core.outbox import (
     Retry,
     Settled,
     claim_messages,
+    fold_sends,
+    oldest_sent_since,
     record_retries,
     record_sent,
     record_settled,
@@ -50,6 +52,11 @@ async def _sent(store: Store, owner: str, ids: list[int]) -> int:
         return await record_sent(connection, owner, ids, NOW)
     finally:
         await connection.close()
+
+
+async def _fold(store: Store) -> int:
+    async with store.transaction() as session:
+        return await fold_sends(session)
 
 
 async def test_a_claim_takes_due_messages_of_its_channel_oldest_first(store: Store) -> None:
@@ -96,9 +103,28 @@ async def test_an_expired_lease_returns_the_message_and_the_old_owner_cannot_rec
     assert await _sent(store, "new", queued[:1]) == 1
     async with store.transaction() as session:
         await record_settled(session, "dead", [Settled(queued[1], "failed", "late")])
+    assert await _fold(store) == 1
     states = await outbox_states(store)
     assert states[queued[0]] == ("sent", None)
     assert states[queued[1]] == ("sending", None)
+
+
+async def test_a_recorded_send_is_never_taken_over_and_folds_at_its_time(store: Store) -> None:
+    campaign, customers = await _world(store, 2)
+    queued = await queue_messages(store, campaign, customers, NOW)
+    assert await _claim(store, "slow") == queued
+    # The server accepted the first message; then the worker stalled past its lease.
+    assert await _sent(store, "slow", queued[:1]) == 1
+    assert (await outbox_states(store))[queued[0]] == ("sending", None)
+    assert await _claim(store, "new", at=LEASE + timedelta(seconds=1)) == queued[1:]
+    async with store.reading() as session:
+        rows = await session.execute(
+            select(OutboxMessage.id, OutboxMessage.state, OutboxMessage.sent_at)
+        )
+        by_id = {row_id: (state, sent_at) for row_id, state, sent_at in rows}
+    assert by_id[queued[0]] == ("sent", NOW)
+    assert by_id[queued[1]] == ("sending", None)
+    assert await _fold(store) == 0
 
 
 async def test_retries_wait_for_their_time_and_count_attempts(store: Store) -> None:
@@ -135,10 +161,15 @@ async def test_the_hourly_window_counts_sent_and_in_flight_messages(store: Store
     queued = await queue_messages(store, campaign, customers, NOW)
     await _claim(store, "a", limit=3)
     await _sent(store, "a", queued[:2])
-    async with store.transaction() as session:
-        assert await sent_since(session, "email", NOW - timedelta(hours=1)) == 3
-        assert await sent_since(session, "email", NOW) == 1
-        assert await sent_since(session, "sms", NOW - timedelta(hours=1)) == 0
+    # The same counts before the sends are folded into their rows and after.
+    for folded in (2, 0):
+        async with store.transaction() as session:
+            assert await sent_since(session, "email", NOW - timedelta(hours=1)) == 3
+            assert await sent_since(session, "email", NOW) == 1
+            assert await sent_since(session, "sms", NOW - timedelta(hours=1)) == 0
+            assert await oldest_sent_since(session, "email", NOW - timedelta(hours=1)) == NOW
+            assert await oldest_sent_since(session, "email", NOW) is None
+        assert await _fold(store) == folded
 
 
 async def test_concurrent_workers_never_claim_the_same_message(store: Store) -> None:
