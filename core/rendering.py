@@ -94,8 +94,16 @@ class MessageRenderer:
             else None
         )
 
+        tracked: dict[str, str] = {}
+
         def link(url: str) -> str:
-            return signer.click_url(message.id, message.customer_id, str(url), now)
+            # The text and the HTML part name the same addresses: one signed link each.
+            address = tracked.get(url)
+            if address is None:
+                address = tracked[url] = signer.click_url(
+                    message.id, message.customer_id, str(url), now
+                )
+            return address
 
         context = message_context(
             customer=facts.customer,
