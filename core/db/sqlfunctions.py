@@ -283,3 +283,25 @@ class Likely(FunctionElement[bool]):
 
 
 _render_per_dialect(Likely, sqlite="likely({0})", postgresql="({0})")
+
+
+class Unindexed(FunctionElement[Any]):
+    """A column whose conditions the planner must not pick an index by, such as the event
+    type of a statement that reads a short time window of events.
+
+    Without statistics SQLite's planner takes an equality over a range: it reads every
+    purchase ever stored through the type index rather than the window's few events
+    through the time index (a journey tick's goal read, 20,000 customers: 8 ms down to
+    0.1 ms). SQLite's unary ``+`` keeps the value and stops the index use; PostgreSQL's
+    statistics already know, so there the column stays as it is.
+    """
+
+    name = "unindexed"
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+_render_per_dialect(Unindexed, sqlite="+{0}", postgresql="{0}")

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.dialect import Backend, backend_of, rowcount
 from core.db.moments import shifted
-from core.db.sqlfunctions import JsonText
+from core.db.sqlfunctions import JsonText, Unindexed
 from core.db.types import BigId, UtcDateTime
 from core.durations import parse_duration
 from core.journeys.store import LiveJourney
@@ -167,7 +167,7 @@ class Mover:
         if entry.event is not None:
             table = _EVENTS
             source = table.c
-            at, matches = source.occurred_at, source.type == entry.event
+            at, matches = source.occurred_at, Unindexed(source.type) == entry.event
         elif entry.segment is not None:
             table = SegmentChange.__table__
             source = table.c
@@ -215,7 +215,7 @@ class Mover:
                 select(events.customer_id, func.min(events.occurred_at))
                 .select_from(joined)
                 .where(
-                    events.type == goal.event,
+                    Unindexed(events.type) == goal.event,
                     events.occurred_at > _s.entered_at,
                     *self._window(events.occurred_at, since),
                 )
@@ -297,7 +297,7 @@ class Mover:
             STATES, and_(_s.customer_id == events.customer_id, *at_step(self.journey, step))
         )
         conditions = [
-            events.type == awaited.event,
+            Unindexed(events.type) == awaited.event,
             events.occurred_at > _s.step_since,
             events.occurred_at <= _s.wake_at,
             *self._window(events.occurred_at, since),

@@ -21,6 +21,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from core.db import Store
 from core.db.dialect import serialize_writers
+from core.db.sqlfunctions import Unindexed
 from core.models import Event
 from core.planner.runs import PlannedRun
 from core.program import Program
@@ -115,7 +116,7 @@ def _matching(trigger: LiveTrigger, chosen: ColumnElement[bool], now: datetime) 
     rule on the event, its rule on the customer."""
     rules = trigger.rules
     source: FromClause = _FIRED.join(CUSTOMERS, CUSTOMERS.c.id == _FIRED.c.customer_id)
-    conditions = [chosen, _FIRED.c.type == trigger.trigger.event]
+    conditions = [chosen, Unindexed(_FIRED.c.type) == trigger.trigger.event]
     if rules.event_rule is not None:
         on_event = rules.event_rule.condition(now, EVENT_SOURCE)
         conditions.append(ClauseAdapter(_FIRED).traverse(on_event))
