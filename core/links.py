@@ -126,16 +126,17 @@ async def link_key(session: AsyncSession, settings: Settings, now: datetime) -> 
     """The key that signs links: the configured secret, or the store's shared key."""
     if settings.api.link_secret is not None:
         return settings.api.link_secret.get_secret_value().encode()
-    return await _stored_key(session, now)
+    return await shared_key(session, _KEY_NAME, now)
 
 
-async def _stored_key(session: AsyncSession, now: datetime) -> bytes:
-    query = select(SigningKey.secret).where(SigningKey.name == _KEY_NAME)
+async def shared_key(session: AsyncSession, name: str, now: datetime) -> bytes:
+    """The store's secret ``name``, generated on first use and then the same for every node."""
+    query = select(SigningKey.secret).where(SigningKey.name == name)
     secret = (await session.execute(query)).scalar_one_or_none()
     if secret is None:
         # Two nodes may race to create it: the first insert wins and both read it back.
         insert = upsert(backend_of(session), SigningKey.__table__).values(
-            name=_KEY_NAME, secret=secrets.token_urlsafe(48), created_at=now
+            name=name, secret=secrets.token_urlsafe(48), created_at=now
         )
         await session.execute(insert.on_conflict_do_nothing())
         secret = (await session.execute(query)).scalar_one()

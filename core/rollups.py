@@ -26,7 +26,7 @@ from sqlalchemy.sql.selectable import CTE
 
 from core import event_types
 from core.db.dialect import Backend, backend_of, greatest, least, serialize_writers, upsert
-from core.models import CustomerRollup, Event, PendingRollup
+from core.models import Customer, CustomerRollup, Event, PendingRollup
 
 _ROLLUPS = CustomerRollup.__table__
 
@@ -174,14 +174,26 @@ async def note_messages_sent(
     """Move the customers' ``last_message_at`` to ``at``: a message just reached them.
 
     Delivery records sends in the outbox, not as events, so it folds them into the
-    rollups itself, the same way an ingested ``message_sent`` event would be.
+    rollups itself, the same way an ingested ``message_sent`` event would be. A customer
+    erased since their message went out is left out: they have no row to fold it into.
     """
     if not customer_ids:
         return
+    # The key-share lock keeps the customers from being erased until this commits
+    # (PostgreSQL; on SQLite this transaction is the only writer).
+    present = (
+        select(Customer.id)
+        .where(Customer.id.in_(sorted(set(customer_ids))))
+        .order_by(Customer.id)
+        .with_for_update(key_share=True)
+    )
     nothing = dict.fromkeys(TOTALS_COLUMNS[1:])
     nothing.update(purchase_count=0, revenue_total=0, event_count=0, last_message_at=at)
-    rows = [{**nothing, "customer_id": customer_id} for customer_id in dict.fromkeys(customer_ids)]
-    await session.execute(totals_upsert(backend_of(session)), rows)
+    rows = [
+        {**nothing, "customer_id": customer_id} for customer_id in await session.scalars(present)
+    ]
+    if rows:
+        await session.execute(totals_upsert(backend_of(session)), rows)
 
 
 async def roll_up_due_events(session: AsyncSession, now: datetime) -> int:

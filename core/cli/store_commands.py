@@ -228,6 +228,10 @@ def print_import_report(report: ImportReport) -> None:
         table.add_row("customers created", f"{report.customers_created:,}")
     if report.held:
         table.add_row("dated after now", f"{report.held:,}  (counted once their time comes)")
+    if report.erased:
+        table.add_row(
+            "erased customers", f"{report.erased:,}  rows not imported (they were erased)"
+        )
     rejected = f"{report.rejected:,}"
     if report.rejected:
         rejected += f"  → {report.rejects_path} (line and reason for each)"

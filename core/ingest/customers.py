@@ -2,7 +2,9 @@
 
 A field that a row leaves empty keeps its stored value; ``attributes`` are
 merged key by key. A row that changes nothing writes nothing, so importing
-the same file twice leaves the store as it was.
+the same file twice leaves the store as it was. A new customer whose id, e-mail
+address or phone number belonged to an erased customer is not imported (see
+:mod:`core.privacy`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from core.ingest.report import ImportReport
 from core.ingest.runner import Batch
 from core.ingest.source import Row
 from core.models import Customer
+from core.privacy import erased_customers
 
 _CUSTOMERS = Customer.__table__
 _PROFILE = (
@@ -86,8 +89,18 @@ class CustomerImporter:
         await serialize_writers(session, "customers")
         wanted = {record["external_id"] for record in batch.records}
         stored = await _stored_customers(session, wanted)
+        erased = await erased_customers(
+            session,
+            (
+                (record["external_id"], record.get("email"), record.get("phone"))
+                for record in batch.records
+                if record["external_id"] not in stored
+            ),
+        )
+        records = [record for record in batch.records if record["external_id"] not in erased]
+        report.erased += len(batch) - len(records)
         merged: dict[str, dict[str, Any]] = {}
-        for record in batch.records:
+        for record in records:
             key = record["external_id"]
             base = merged.get(key) or stored.get(key) or self._new_customer(key)
             merged[key] = _merge(base, record)
@@ -97,7 +110,7 @@ class CustomerImporter:
         created = sum(1 for key in merged if key not in stored)
         report.inserted += created
         report.updated += len(changed) - created
-        report.unchanged += len(batch) - len(changed)
+        report.unchanged += len(records) - len(changed)
         if changed:
             statement = upsert(backend_of(session), _CUSTOMERS)
             await session.execute(

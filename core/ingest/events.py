@@ -32,6 +32,7 @@ from core.ingest.report import ImportReport
 from core.ingest.runner import Batch
 from core.ingest.source import CsvRun, Rejected, Row, RowError
 from core.models import Customer
+from core.privacy import erased_customers
 
 _KNOWN = frozenset(
     {"customer_id", "type", "occurred_at", "value", "source", "idempotency_key", "properties"}
@@ -193,6 +194,8 @@ class EventImporter:
         """With ``keep_ids``: the customer of each of ``stored_ids``, in the same order."""
         self.created_customers: set[str] = set()
         """The external ids of the customers this importer created (``unknown_customers``)."""
+        self.erased_customers: set[str] = set()
+        """The external ids of erased customers whose events this importer did not store."""
         self.customers = CustomerDirectory()
         self._csv_layout: _CsvLayout | None = None
 
@@ -353,23 +356,29 @@ class EventImporter:
         external_ids, *fields_after = zip(*records, strict=True)
         ids = await self.customers.resolve(session, set(external_ids))
         row_ids = list(map(ids.get, external_ids))
-        if None in row_ids and self.unknown_customers == "create":
+        if None in row_ids:
             unknown = {e for e, row_id in zip(external_ids, row_ids, strict=True) if row_id is None}
-            report.customers_created += await register_customers(session, unknown, self.now)
-            self.created_customers |= unknown
-            ids = await self.customers.resolve(session, unknown)
-            row_ids = list(map(ids.get, external_ids))
+            erased = await erased_customers(session, ((e, None, None) for e in unknown))
+            self.erased_customers |= erased
+            if self.unknown_customers == "create" and unknown - erased:
+                created = unknown - erased
+                report.customers_created += await register_customers(session, created, self.now)
+                self.created_customers |= created
+                ids = await self.customers.resolve(session, created)
+                row_ids = list(map(ids.get, external_ids))
         refused: list[tuple[int, str]] = []
         if None in row_ids:
             rows: list[EventRow] = []
             for index, (customer, row_id, record) in enumerate(
                 zip(external_ids, row_ids, records, strict=True)
             ):
-                if row_id is None:
+                if row_id is not None:
+                    rows.append((row_id, *record[1:]))
+                elif customer in self.erased_customers:
+                    report.erased += 1
+                else:
                     reason = f"unknown customer `{customer}`; import the customer first"
                     refused.append((index, reason))
-                else:
-                    rows.append((row_id, *record[1:]))
         else:  # the common case, in C-level loops
             rows = list(zip(row_ids, *fields_after, strict=True))
         stored = await store_events(session, rows, self.now, with_ids=self.keep_ids)

@@ -31,6 +31,7 @@ from core.ingest.source import Rejected, Row, RowError
 from core.metrics import TRIGGER_LATENCY
 from core.planner.runs import PlannedRun
 from core.policy import Outcome
+from core.privacy import erased_reason
 from core.program import Program
 from core.settings import Settings
 from core.triggers import fire_event_triggers_in
@@ -39,7 +40,7 @@ INVALID = 422
 """The status of an event that is not valid as sent."""
 UNKNOWN_CUSTOMER = 404
 """The status of an event of a customer Cadence does not know (``ingest.unknown_customers``
-is ``reject``)."""
+is ``reject``) or no longer knows (they were erased)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,12 @@ async def store_checked(
         importer.stored_ids, importer.stored_customer_ids, strict=True
     ):
         stored[owner_of_row[customer_id]].add(event_id)
+    # Events of erased customers are not stored; the sender is told so, like for unknown ones.
+    refused += [
+        (index, erased_reason(record[0]))
+        for index, record in enumerate(events.records)
+        if record[0] in importer.erased_customers
+    ]
     for index, reason in refused:
         position = owner[events.records[index][0]]
         line = events.lines[index]

@@ -59,6 +59,9 @@ class ImportReport:
     rejected: int = 0
     held: int = 0
     customers_created: int = 0
+    erased: int = 0
+    """Rows about customers who were erased, not stored. They are not rejects: the rejects
+    file would keep a copy of what the erasure removed."""
     seconds: float = 0.0
     rejects_path: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -78,6 +81,7 @@ class ImportReport:
             "rejected": self.rejected,
             "held": self.held,
             "customers_created": self.customers_created,
+            "erased": self.erased,
             "seconds": round(self.seconds, 3),
             "rejects": str(self.rejects_path) if self.rejected and self.rejects_path else None,
         }

@@ -1,10 +1,11 @@
 """``cadence import transactions``: plain purchase files (``customer_id,date,quantity,amount``).
 
 Each row becomes a ``purchase`` event worth ``amount``. Customers are
-created as needed, registered at their first transaction. Two identical
-rows in one file are two purchases (files often carry dates, not times), so
-a row's identity includes how many identical rows came before it; importing
-the file again still changes nothing.
+created as needed, registered at their first transaction, unless they were
+erased (see :mod:`core.privacy`). Two identical rows in one file are two
+purchases (files often carry dates, not times), so a row's identity includes
+how many identical rows came before it; importing the file again still
+changes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from core.ingest.report import ImportReport
 from core.ingest.runner import Batch
 from core.ingest.source import Row, RowError
 from core.models import Customer
+from core.privacy import erased_customers
 
 _CUSTOMERS = Customer.__table__
 
@@ -68,8 +70,15 @@ class TransactionImporter:
             if customer not in first or at < first[customer]:
                 first[customer] = at
         known = await self.customers.resolve(session, first)
-        report.customers_created += sum(1 for customer in first if customer not in known)
-        await self._register(session, first)
+        unknown = [customer for customer in first if customer not in known]
+        erased = await erased_customers(session, ((customer, None, None) for customer in unknown))
+        records = [record for record in batch.records if record[0] not in erased]
+        report.erased += len(batch) - len(records)
+        for customer in erased:
+            del first[customer]
+        report.customers_created += len(unknown) - len(erased)
+        if first:
+            await self._register(session, first)
         ids = await self.customers.resolve(session, first)
         rows: list[EventRow] = [
             (
@@ -82,7 +91,7 @@ class TransactionImporter:
                 None,
                 key,
             )
-            for customer, at, quantity, amount, key in batch.records
+            for customer, at, quantity, amount, key in records
         ]
         stored = await store_events(session, rows, self.now)
         report.inserted += stored.inserted
