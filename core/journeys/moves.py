@@ -112,13 +112,37 @@ def due_at_step(
     return [_s.journey_id == journey.id, _s.step == step.id, _s.wake_at <= moment(now)]
 
 
+class Hits:
+    """The tick's scratch :data:`HITS`, shared by its movers: emptied before a fill only
+    when the fill before left rows (most fills of most ticks find nobody, and every
+    statement spared is a round trip to the database)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._rows = False
+        """Whether the last fill left rows (the table starts empty)."""
+
+    async def fill(self, query: Select[Any]) -> int:
+        """Fill the hits with ``query`` alone; how many customers it found (none: the
+        statements that would read the hits have nothing to do)."""
+        if self._rows:
+            await self.session.execute(delete(HITS))
+        filled = await self.session.execute(insert(HITS).from_select(["customer_id", "at"], query))
+        found = rowcount(filled)
+        self._rows = found > 0
+        return found
+
+
 class Mover:
     """Moves the customers of one journey from step to step, within one tick."""
 
-    def __init__(self, session: AsyncSession, journey: LiveJourney, now: datetime) -> None:
+    def __init__(
+        self, session: AsyncSession, journey: LiveJourney, now: datetime, hits: Hits
+    ) -> None:
         self.session = session
         self.journey = journey
         self.now = now
+        self.hits = hits
         self.backend: Backend = backend_of(session)
 
     # --- entering and leaving -------------------------------------------------------
@@ -129,7 +153,7 @@ class Mover:
         since = self.journey.ticked_at
         if since is None:
             return Moves()
-        if not await self._fill_hits(self._entries(since)):
+        if not await self.hits.fill(self._entries(since)):
             return Moves()  # nobody entered: most ticks
         state = self._arrive(self.journey.definition.steps[0], _h.at)
         again = (
@@ -221,7 +245,7 @@ class Mover:
                 )
                 .group_by(events.customer_id)
             )
-            if await self._fill_hits(hits):
+            if await self.hits.fill(hits):
                 reached = update(STATES).where(*active, _s.customer_id == _h.customer_id)
                 ended = reached.values(**self._end(EXITED, _h.at, GOAL_REACHED))
                 exited += rowcount(await self.session.execute(ended))
@@ -281,7 +305,7 @@ class Mover:
         # wait_until: the first awaited event within the timeout, else the timeout.
         moves = Moves()
         since = self.journey.ticked_at
-        if since is not None and await self._fill_hits(self._awaited_events(step, since)):
+        if since is not None and await self.hits.fill(self._awaited_events(step, since)):
             happened = [*at_step(self.journey, step), _s.customer_id == _h.customer_id]
             moves.add(await self.move(step, "on_event", happened, _h.at))
         moves.add(await self.move(step, "on_timeout", due, _s.wake_at))
@@ -354,13 +378,6 @@ class Mover:
         self, column: ColumnElement[datetime], since: datetime
     ) -> list[ColumnElement[bool]]:
         return [column > moment(since - LOOKBACK), column <= moment(self.now)]
-
-    async def _fill_hits(self, query: Select[Any]) -> int:
-        """Fill the scratch hits with ``query``; how many customers it found (none: the
-        statements that would read the hits have nothing to do)."""
-        await self.session.execute(delete(HITS))
-        filled = await self.session.execute(insert(HITS).from_select(["customer_id", "at"], query))
-        return rowcount(filled)
 
 
 def moment(value: datetime) -> ColumnElement[datetime]:

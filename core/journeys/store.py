@@ -56,6 +56,15 @@ async def sync_journeys(
     Journeys gone from the files are not returned: their customers stay where they are.
     """
     stored = {row.name: row for row in (await session.execute(select(Journey))).scalars()}
+    names = [
+        step_campaign_name(definition.name, step.id)
+        for definition in program.journeys
+        for step in definition.steps
+        if step.spec.send is not None
+    ]
+    # One read for every journey's step campaigns: the tick syncs them all each time.
+    found = await session.execute(select(Campaign).where(Campaign.name.in_(names)))
+    step_rows = {row.name: row for row in found.scalars()}
     live = []
     for definition in program.journeys:
         document = definition.spec.model_dump(mode="json")
@@ -75,8 +84,9 @@ async def sync_journeys(
         elif row.digest != digest:
             row.definition, row.digest, row.updated_at = document, digest, now
             await _end_removed_steps(session, row.id, definition, now)
-        campaigns = await _step_campaigns(session, definition, now)
+        campaigns = _step_campaigns(session, definition, step_rows, now)
         live.append(LiveJourney(row.id, definition, row.ticked_at, campaigns))
+    await session.flush()  # new step campaigns get their ids
     return live
 
 
@@ -104,14 +114,16 @@ async def _end_removed_steps(
     )
 
 
-async def _step_campaigns(
-    session: AsyncSession, definition: JourneyDefinition, now: datetime
+def _step_campaigns(
+    session: AsyncSession,
+    definition: JourneyDefinition,
+    rows: dict[str, Campaign],
+    now: datetime,
 ) -> dict[str, Campaign]:
-    """The stored campaign of each send step, created or brought up to date."""
+    """The stored campaign of each send step, created or brought up to date; ``rows`` are
+    the stored campaigns by name."""
     sends = [step for step in definition.steps if step.spec.send is not None]
     names = {step_campaign_name(definition.name, step.id): step for step in sends}
-    found = await session.execute(select(Campaign).where(Campaign.name.in_(names)))
-    rows = {row.name: row for row in found.scalars()}
     campaigns = {}
     for name, step in names.items():
         columns = _campaign_columns(definition, step, name)
@@ -136,7 +148,6 @@ async def _step_campaigns(
                 setattr(row, column, value)
             row.updated_at = now
         campaigns[step.id] = row
-    await session.flush()
     return campaigns
 
 

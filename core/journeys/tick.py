@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Store
 from core.db.dialect import drop_scratch_table, scratch_table, serialize_writers
-from core.journeys.moves import HITS, STATES, Mover, Moves
+from core.journeys.moves import HITS, STATES, Hits, Mover, Moves
 from core.journeys.sends import send_due
 from core.journeys.store import LiveJourney, mark_ticked, sync_journeys
 from core.policy import Outcome
@@ -86,15 +86,15 @@ async def _advance(
 ) -> JourneyTick:
     tick = JourneyTick(journeys=len(journeys))
     running = [journey for journey in journeys if journey.active]
-    movers = {journey.id: Mover(session, journey, now) for journey in running}
+    hits = Hits(session)
+    movers = {journey.id: Mover(session, journey, now, hits) for journey in running}
     moves = Moves()
     for journey in running:
         mover = movers[journey.id]
         moves.add(await mover.enrol())
         moves.add(await mover.exit_on_goal())
     for round_number in range(SEND_ROUNDS + 1):
-        for journey in running:
-            moves.add(await _settle(session, movers[journey.id], journey, now))
+        moves.add(await _settle(session, movers, now))
         if round_number == SEND_ROUNDS:
             break
         sent = await send_due(session, movers, running, settings, now, round_number)
@@ -112,29 +112,37 @@ async def _advance(
     return tick
 
 
-async def _settle(
-    session: AsyncSession, mover: Mover, journey: LiveJourney, now: datetime
-) -> Moves:
-    """Move the journey's customers through every step but sends until none moves.
+async def _settle(session: AsyncSession, movers: dict[int, Mover], now: datetime) -> Moves:
+    """Move the customers of every journey through every step but sends until none moves.
 
     Each pass handles only the steps someone is at and due (a ``wait_until`` also for
-    its events); a pass moves everyone at least one step on a path, and every loop
-    waits, so the passes end.
+    its events), read for all the journeys still moving in one statement; a pass moves
+    everyone at least one step on a path, and every loop waits, so the passes end.
+    Journeys share no customers' state, so passing them together moves each as passing
+    it alone would.
     """
     total = Moves()
-    for _ in range(len(journey.definition.steps) + 1):
+    passes = {
+        journey_id: len(mover.journey.definition.steps) + 1 for journey_id, mover in movers.items()
+    }
+    while passes:
         present = await session.execute(
-            select(STATES.c.step, func.min(STATES.c.wake_at))
-            .where(STATES.c.journey_id == journey.id, STATES.c.wake_at.is_not(None))
-            .group_by(STATES.c.step)
+            select(STATES.c.journey_id, STATES.c.step, func.min(STATES.c.wake_at))
+            .where(STATES.c.journey_id.in_(sorted(passes)), STATES.c.wake_at.is_not(None))
+            .group_by(STATES.c.journey_id, STATES.c.step)
+            .order_by(STATES.c.journey_id, STATES.c.step)
         )
-        moved = Moves()
-        for step_id, earliest in present.all():
-            step = journey.definition.step(step_id)
+        moving = set()
+        for journey_id, step_id, earliest in present.all():
+            mover = movers[journey_id]
+            step = mover.journey.definition.step(step_id)
             if step.kind == "send" or (step.kind != "wait_until" and earliest > now):
                 continue
-            moved.add(await mover.settle(step))
-        total.add(moved)
-        if not moved.any:
-            break
+            moved = await mover.settle(step)
+            total.add(moved)
+            if moved.any:
+                moving.add(journey_id)
+        passes = {
+            journey_id: passes[journey_id] - 1 for journey_id in moving if passes[journey_id] > 1
+        }
     return total
