@@ -169,15 +169,32 @@ async def derived_database(
 
 
 def _cache_paths(name: str) -> tuple[Path, Path | None]:
-    """The cached database, and where to build it when it is not there yet."""
+    """The cached database, and where this process builds it when it is not there yet.
+
+    The building file is this process's own: two processes wanting the same cache (a
+    benchmark and a test run side by side) each build it, and the second to finish
+    replaces the first's identical file, instead of one deleting the other's half-built
+    file. A dead process's leftovers go.
+    """
     CACHE_DIR.mkdir(exist_ok=True)
     cached = (CACHE_DIR / name).resolve()
     if cached.exists():
         return cached, None
-    building = cached.with_name(f"building-{cached.name}")
-    for leftover in building.parent.glob(f"{building.name}*"):
-        leftover.unlink()
-    return cached, building
+    for leftover in cached.parent.glob(f"building-*-{cached.name}*"):
+        owner = leftover.name.split("-", 2)[1]
+        if owner.isdigit() and not _alive(int(owner)):
+            leftover.unlink(missing_ok=True)
+    return cached, cached.with_name(f"building-{os.getpid()}-{cached.name}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        pass
+    return True
 
 
 def _seal(building: Path, cached: Path) -> None:
