@@ -262,11 +262,17 @@ def _row_update(owner: str) -> Any:
 
 async def renew_leases(session: AsyncSession, owner: str, now: datetime, lease: timedelta) -> int:
     """Extend every lease ``owner`` holds to ``now + lease``: a live worker keeps its
-    messages however long a slow server makes a batch take; returns how many."""
+    messages however long a slow server makes a batch take; returns how many.
+
+    Rows another transaction has locked are left for the next renewal (PostgreSQL):
+    that transaction is settling them (recording or folding their send, recording their
+    outcome), and waiting for its locks in another order than it takes them deadlocked
+    with a claim folding sends."""
     outbox = _OUTBOX.c
+    held = select(outbox.id).where(*_held_by(owner)).with_for_update(skip_locked=True)
     statement = (
         update(_OUTBOX)
-        .where(*_held_by(owner))
+        .where(outbox.id.in_(held.scalar_subquery()))
         .values(next_attempt_at=now + lease)
         .returning(outbox.id)
     )
