@@ -13,12 +13,22 @@ cancelled with the reason. A template that fails for one customer fails that
 one message. Retries back off exponentially with jitter, honouring the
 server's "try again in N seconds", until ``delivery.max_attempts``; then the
 message fails. A hard bounce suppresses the address.
+
+A database that is away (PostgreSQL stopped or cut off, SQLite locked by
+another process) is waited out, not a reason to stop: claims pause with a
+growing backoff, and what the batches in flight read and record is tried
+again until it gets through (see :mod:`core.db.outage`), so a message the
+server accepted during the outage is recorded once the database is back.
+Should the worker die first, its leases run out and the message goes again
+with the same Message-ID. A stop asked for during an outage therefore waits
+for the database to record the batches in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import socket
@@ -36,6 +46,7 @@ from core import clock
 from core.db import Store
 from core.db.dialect import serialize_writers
 from core.db.direct import DirectConnection
+from core.db.outage import Outage, backoff, database_away, sleep_unless, until_back
 from core.intel.recommendations import recommendations_for
 from core.links import link_key
 from core.message_ids import message_id_domain
@@ -60,6 +71,8 @@ from core.rollups import note_messages_sent
 from core.settings import ChannelLimits, DeliverySettings, Settings
 from core.suppressions import HARD_BOUNCE, suppress_addresses
 from core.templates import Templates
+
+logger = logging.getLogger(__name__)
 
 _HOUR = timedelta(hours=1)
 _IN_FLIGHT_BATCHES = 2
@@ -138,7 +151,8 @@ class DeliveryWorker:
         self.stats = DeliveryStats()
         self._rng = rng or random.Random()
         self._renderer: MessageRenderer | None = None
-        self._recorder = _SentRecorder(store, self.owner)
+        self._outage = Outage(logger, "delivery")
+        self._recorder = _SentRecorder(store, self.owner, self._outage)
         self._campaigns: dict[int, str] = {}
         self._buckets = {
             name: TokenBucket(limits.rate_per_second, limits.burst)
@@ -160,7 +174,8 @@ class DeliveryWorker:
             await channel.open()
         renewing = asyncio.create_task(self._renew_leases())
         try:
-            # One channel's loop failing (the store is gone) stops the others too.
+            # One channel's loop failing (a fault other than the database being away)
+            # stops the others too.
             async with asyncio.TaskGroup() as loops:
                 for name in self.channels:
                     loops.create_task(self._channel_loop(name, until_idle, stop))
@@ -169,9 +184,22 @@ class DeliveryWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
             await self.close()
+            await self._release_leases()
+        return self.stats
+
+    async def _release_leases(self) -> None:
+        try:
             async with self.store.transaction() as session:
                 await release_leases(session, self.owner, clock.now())
-        return self.stats
+        except Exception as error:
+            if not database_away(error):
+                raise
+            # Not worth waiting for at the end: the leases run out on their own.
+            logger.warning(
+                "database unavailable at the end of delivery; the messages still leased "
+                "return to the queue when their leases run out",
+                extra={"owner": self.owner},
+            )
 
     async def close(self) -> None:
         """Close the channels and the worker's own connection (:meth:`run` does it too)."""
@@ -183,30 +211,47 @@ class DeliveryWorker:
         """Keep this worker's leases alive three times per lease, so only a dead worker's
         messages ever return to the queue."""
         lease = timedelta(seconds=self.settings.delivery.lease_seconds)
-        while True:
-            await asyncio.sleep(lease.total_seconds() / 3)
+
+        async def renew() -> None:
             async with self.store.transaction() as session:
                 await renew_leases(session, self.owner, clock.now(), lease)
+
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            # Renewed the moment the database is back, before the leases run out if they
+            # still can: else this worker's own claims would take its messages in flight.
+            await until_back(renew, self._outage)
 
     async def _channel_loop(self, name: str, until_idle: bool, stop: asyncio.Event) -> None:
         in_flight: set[asyncio.Task[float | None]] = set()
         pause: float | None = None
+        failures = 0
         while not stop.is_set():
             if len(in_flight) >= _IN_FLIGHT_BATCHES:
                 pause = await _first_result(in_flight)
                 if pause is not None:  # the channel is down: let the batches in flight end
                     await asyncio.gather(*in_flight)
                     in_flight.clear()
-                    await _wait(stop, pause)
+                    await sleep_unless(stop, pause)
                 continue
-            batch, wait = await self.claim(name)
+            try:
+                batch, wait = await self.claim(name)
+            except Exception as error:
+                if not database_away(error):
+                    raise
+                self._outage.lost(error)
+                await sleep_unless(stop, backoff(failures))
+                failures += 1
+                continue
+            self._outage.back()
+            failures = 0
             if not batch:
                 if in_flight:
                     pause = await _first_result(in_flight)
                     continue
                 if until_idle:
                     break
-                await _wait(stop, wait or self.settings.delivery.idle_seconds)
+                await sleep_unless(stop, wait or self.settings.delivery.idle_seconds)
                 continue
             task = asyncio.create_task(self.deliver(name, batch))
             in_flight.add(task)
@@ -254,7 +299,7 @@ class DeliveryWorker:
         crash repeats at most one message per connection. The other outcomes are
         recorded together at the end of the batch.
         """
-        ready, settled = await self.prepare(name, batch)
+        ready, settled = await until_back(lambda: self.prepare(name, batch), self._outage)
         recorder = self._recorder
 
         async def report(outcome: SendOutcome) -> None:
@@ -423,17 +468,23 @@ class DeliveryWorker:
                 address = addresses.get(outcome.outbox_id)
                 if outcome.suppress and address:
                     bounced.append(address)
-        async with self.store.transaction() as session:
-            # Not part of the sends' own commits: a crash loses at most a batch's worth of
-            # "last messaged" times, never a message.
-            await note_messages_sent(session, sent, now)
-            await record_retries(session, self.owner, retries)
-            await record_settled(session, self.owner, settled)
-            suppression = channel_rule(channel).suppression_channel
-            if bounced and suppression is not None:
-                await suppress_addresses(
-                    session, suppression, bounced, HARD_BOUNCE, "delivery", now
-                )
+        suppression = channel_rule(channel).suppression_channel
+
+        async def write() -> None:
+            # Every statement is safe to repeat after an outage: the updates are only for
+            # rows this worker still holds, and suppressing an address twice is once.
+            async with self.store.transaction() as session:
+                # Not part of the sends' own commits: a crash loses at most a batch's worth
+                # of "last messaged" times, never a message.
+                await note_messages_sent(session, sent, now)
+                await record_retries(session, self.owner, retries)
+                await record_settled(session, self.owner, settled)
+                if bounced and suppression is not None:
+                    await suppress_addresses(
+                        session, suppression, bounced, HARD_BOUNCE, "delivery", now
+                    )
+
+        await until_back(write, self._outage)
         self._count(channel, len(sent), retries, settled)
         if outcomes and not sent and len(retries) == len(outcomes):
             return min(delays)
@@ -464,11 +515,14 @@ class _SentRecorder:
 
     A connection whose message the server accepted waits here until the store says so
     too; every connection waiting at the same moment shares one commit, so the cost is
-    one transaction per handful of messages, not per message.
+    one transaction per handful of messages, not per message. While the database is
+    away the commit is tried again (with the sends that arrive meanwhile) until it
+    gets through: a send the server accepted is never forgotten.
     """
 
-    def __init__(self, store: Store, owner: str) -> None:
+    def __init__(self, store: Store, owner: str, outage: Outage) -> None:
         self.owner = owner
+        self._outage = outage
         self._connection = DirectConnection(store)
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
@@ -491,6 +545,7 @@ class _SentRecorder:
         await self._connection.close()
 
     async def _commit_forever(self) -> None:
+        failures = 0
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -498,10 +553,19 @@ class _SentRecorder:
             try:
                 ids = [outbox_id for outbox_id, _ in waiting]
                 await record_sent(self._connection, self.owner, ids, clock.now())
-            except Exception as error:  # every waiting connection learns of it
-                for _, done in waiting:
+            except Exception as error:
+                if database_away(error):
+                    self._outage.lost(error)
+                    self._waiting[:0] = waiting  # first in the next commit
+                    await asyncio.sleep(backoff(failures))
+                    failures += 1
+                    self._wakeup.set()
+                    continue
+                for _, done in waiting:  # every waiting connection learns of it
                     done.set_exception(error)
             else:
+                self._outage.back()
+                failures = 0
                 for _, done in waiting:
                     done.set_result(None)
 
@@ -512,9 +576,3 @@ async def _first_result(tasks: set[asyncio.Task[float | None]]) -> float | None:
     tasks.difference_update(done)
     pauses = [pause for task in done if (pause := task.result()) is not None]
     return min(pauses) if pauses else None
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -6,6 +6,12 @@ heartbeat every ``scheduler.heartbeat_seconds``; a follower tries to take
 the lead every ``scheduler.leader_check_seconds``. SIGTERM or SIGINT stops
 the node gracefully: no more claims, the sends in flight finish, leases go
 back, the running jobs finish, the heartbeat is removed.
+
+A database that is away stops nothing: delivery and the schedule wait for it
+(see :mod:`core.db.outage`), the heartbeat keeps trying at its own pace, and
+on PostgreSQL, where the lead is a lock held by a session the outage ended,
+the node competes for the lead again once the database is back. Each part
+logs one line when it starts waiting and one when it resumes.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core import clock
 from core.db import Store
+from core.db.outage import Outage, database_away
 from core.delivery import worker_name
 from core.metrics import LEADER
 from core.scheduler.leader import Leadership
@@ -54,6 +61,7 @@ async def _lead_when_possible(
     config = settings.scheduler
     started = clock.now()
     scheduler: Scheduler | None = None
+    outage = Outage(logger, "the heartbeat")
     try:
         while not stop.is_set():
             try:
@@ -62,9 +70,16 @@ async def _lead_when_possible(
                 role = "leader" if scheduler else "follower"
                 LEADER.set(1 if scheduler else 0)
                 await write_heartbeat(store, node, role, started, jobs)
-            except (SQLAlchemyError, OSError):
-                # The database is away: keep trying, and lead again once it is back.
-                logger.exception("heartbeat failed", extra={"node": node})
+            except Exception as error:
+                # Keep trying at the heartbeat's pace, and lead again once it is back.
+                if database_away(error):
+                    outage.lost(error)
+                elif isinstance(error, SQLAlchemyError | OSError):
+                    logger.exception("heartbeat failed", extra={"node": node})
+                else:
+                    raise
+            else:
+                outage.back()
             pause = min(config.heartbeat_seconds, config.leader_check_seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=pause)

@@ -2,16 +2,21 @@
 against a migrated store with queued messages and a real SMTP server (the sink) in the test.
 
 It sends the queue and says what it did; with ``--processes 2`` two processes share the
-queue and still send each message exactly once (on both databases); a channel it cannot
-serve and a store at an old schema stop it with one clear line.
+queue, and with another ``cadence deliver`` beside them three, and still send each message
+exactly once (on both databases); a channel it cannot serve and a store at an old schema
+stop it with one clear line.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from core.db import Store, create_engine
@@ -72,25 +77,46 @@ async def test_deliver_until_idle_sends_the_queue_and_prints_the_summary(
     assert await _sent(store) == len(queued)
 
 
+@pytest.mark.parametrize("processes", [2, 3])
 async def test_two_processes_share_the_queue_and_send_each_message_once(
-    store: Store, settings: Settings, tmp_path: Path
+    store: Store,
+    settings: Settings,
+    tmp_path: Path,
+    processes: int,
+    record_property: Callable[[str, object], None],
 ) -> None:
+    """Two: one ``cadence deliver --processes 2``. Three: that, and a second ``cadence
+    deliver`` started beside it, as another node would be."""
     queued = await _queue(store, 300)
-    # Each process sends at most 100 a second: the second process starts while the first
-    # still has most of the queue ahead of it, so they really do share it.
+    # Each process sends at most 100 a second: the others start while the first still
+    # has most of the queue ahead of it, so they really do share it.
     slow = {
         "CADENCE_CHANNELS__EMAIL__RATE_PER_SECOND": "100",
         "CADENCE_CHANNELS__EMAIL__BURST": "20",
     }
-    sink, (result,) = await _deliver_into_a_sink(
-        settings, tmp_path, ["--until-idle", "--no-api", "--processes", "2"], env=slow
-    )
+    commands = [["--until-idle", "--no-api", "--processes", "2"]]
+    commands += [["--until-idle", "--no-api"]] * (processes - 2)
+    async with SmtpSink() as sink:
+        config = _settings_file(tmp_path, settings, sink)
+        results = await asyncio.gather(
+            *(run_cadence(config, "deliver", *options, env=slow) for options in commands)
+        )
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Sent 300 (email 300); 0 to retry, 0 failed, 0 cancelled." in result.stdout
+    sent = []
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+        summary = re.search(
+            r"Sent (\d+) \(email \1\); 0 to retry, 0 failed, 0 cancelled\.", result.stdout
+        )
+        assert summary is not None, result.stdout
+        sent.append(int(summary[1]))
+    record_property("sent_by_command", sent)
+    record_property("connections", sink.stats().connections)
+    assert sum(sent) == len(queued) and all(sent), f"each command sent a share: {sent}"
     domain = message_id_domain(settings.channels.email)
     assert sink.message_ids == Counter({message_id_for(row, domain): 1 for row in queued})
-    assert sink.stats().connections > CONNECTIONS, "the second process connected too"
+    # Every process opened its connections: the pools of the first ones were not enough.
+    assert sink.stats().connections > (processes - 1) * CONNECTIONS
     assert await _sent(store) == len(queued)
 
 

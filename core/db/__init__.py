@@ -5,6 +5,10 @@ writer), foreign keys on, a busy timeout, and ``BEGIN IMMEDIATE`` for every
 writing transaction so two writers queue on the lock instead of both
 reading, then one failing or losing its update on commit. Reading sessions
 begin deferred, so the console never holds the write lock.
+
+A SQLite write that finds the disk full is rolled back by SQLite, leaving the
+file as the last commit left it; it surfaces as :class:`DiskFull`, whose
+message says so and what to do, instead of a driver traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -28,7 +32,7 @@ from sqlalchemy.ext.asyncio import (
 
 from core.db.dialect import Backend
 from core.db.writers import WriterTurns
-from core.errors import ConfigError
+from core.errors import CadenceError, ConfigError
 from core.settings import Settings, SqliteSettings
 
 _READ_ONLY = "cadence_read_only"
@@ -55,6 +59,25 @@ def normalise_url(database_url: str) -> URL:
     raise ConfigError(
         f"database_url uses {backend!r}; Cadence supports SQLite (sqlite+aiosqlite:///file.db) "
         "and PostgreSQL (postgresql+asyncpg://user@host/db)"
+    )
+
+
+class DiskFull(CadenceError):
+    """The disk holding the SQLite database had no room for a write."""
+
+
+def disk_full(error: BaseException, database: Path | None) -> DiskFull | None:
+    """``error`` as :class:`DiskFull` when it is SQLite's "database or disk is full"."""
+    original = error.orig if isinstance(error, DBAPIError) else error
+    if not isinstance(original, sqlite3.Error):
+        return None
+    if original.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
+        return None
+    return DiskFull(
+        f"{database or 'the SQLite database'}: the disk is full, so the database cannot "
+        "grow; free some space there (or move the database to a larger disk), then run "
+        "the command again: the write that failed was rolled back and everything "
+        "committed before it is kept"
     )
 
 
@@ -88,10 +111,15 @@ class Store:
         """A session in one writing transaction, committed on success.
 
         On SQLite, writers first take turns (see :mod:`core.db.writers`) rather than
-        wait in SQLite's busy handler, which sleeps.
+        wait in SQLite's busy handler, which sleeps. A full disk raises :class:`DiskFull`.
         """
-        async with self.writer_turn(), self._sessions() as session, session.begin():
-            yield session
+        try:
+            async with self.writer_turn(), self._sessions() as session, session.begin():
+                yield session
+        except DBAPIError as error:
+            if (full := disk_full(error, self.database_file)) is not None:
+                raise full from error
+            raise
 
     @asynccontextmanager
     async def writer_turn(self) -> AsyncIterator[None]:

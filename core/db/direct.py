@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.db import Store
+from core.db import Store, disk_full
 from core.db.dialect import Backend
 
 
@@ -52,7 +52,12 @@ class DirectConnection:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="cadence-direct")
         loop = asyncio.get_running_loop()
         async with self.store.writer_turn():
-            return await loop.run_in_executor(self._thread, self._write_sqlite, sql, parameters)
+            try:
+                return await loop.run_in_executor(self._thread, self._write_sqlite, sql, parameters)
+            except sqlite3.Error as error:
+                if (full := disk_full(error, self.store.database_file)) is not None:
+                    raise full from error
+                raise
 
     def _write_sqlite(self, sql: str, parameters: Sequence[Any]) -> int:
         # On the connection's own thread.
@@ -69,11 +74,20 @@ class DirectConnection:
         return changed
 
     async def _driver_connection(self) -> Any:
+        if self._driver is not None and self._driver.is_closed():
+            # The server or the network closed it (a database outage): connect afresh.
+            await self._drop_driver()
         if self._driver is None:
             self._connection = await self.store.engine.connect()
             raw = await self._connection.get_raw_connection()
             self._driver = raw.driver_connection
         return self._driver
+
+    async def _drop_driver(self) -> None:
+        connection, self._connection, self._driver = self._connection, None, None
+        if connection is not None:
+            await connection.invalidate()  # not back into the pool: it is dead
+            await connection.close()
 
     async def close(self) -> None:
         if self._connection is not None:

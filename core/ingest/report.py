@@ -30,20 +30,26 @@ class RejectsFile:
                 + "\n"
             )
         except OSError as exc:
-            raise CadenceError(
-                f"{self.path}: cannot write the rejects file ({exc.strerror}); "
-                "free some space or pass --rejects with another path; "
-                "rows committed so far are safe and a re-run skips them"
-            ) from None
+            raise self._unwritable(exc) from None
         self.count += 1
 
     def close(self) -> None:
         """Finish the file; with no rejects, remove one an earlier run left, which would
         otherwise describe rows this run imported."""
         if self._stream is not None:
-            self._stream.close()
+            try:
+                self._stream.close()  # a full disk often shows only now, writing the buffer
+            except OSError as exc:
+                raise self._unwritable(exc) from None
         elif self.path.is_file():
             self.path.unlink()
+
+    def _unwritable(self, exc: OSError) -> CadenceError:
+        return CadenceError(
+            f"{self.path}: cannot write the rejects file ({exc.strerror}); "
+            "free some space or pass --rejects with another path; "
+            "rows committed so far are safe and a re-run skips them"
+        )
 
 
 @dataclass

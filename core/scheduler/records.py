@@ -10,6 +10,7 @@ jobs with their next fire times.
 from __future__ import annotations
 
 import asyncio
+import logging
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import clock
 from core.db import Store
 from core.db.dialect import backend_of, upsert
+from core.db.outage import Outage, until_back
 from core.models import JobRun, SchedulerNode
+
+logger = logging.getLogger(__name__)
 
 Counts = Mapping[str, int]
 _ERROR_CHARS = 4000
@@ -62,9 +66,12 @@ async def record_job_run(
 
     ``work`` returns its counts, or None when it found nothing to do: such
     executions (the frequent request tick, mostly) leave no row behind. An
-    exception is recorded with its traceback and raised again.
+    exception is recorded with its traceback and raised again. Once the row
+    exists, its end is recorded even if the database was away by then (the
+    recording waits for it to come back), so no execution stays ``running``.
     """
     started = clock.now()
+    outage = Outage(logger, f"recording the end of job {job}")
     async with store.transaction() as session:
         row = JobRun(job=job, node=node, started_at=started, status="running", counts={})
         session.add(row)
@@ -78,13 +85,18 @@ async def record_job_run(
     except Exception as error:
         text = "".join(traceback.format_exception_only(error)).strip()
         detail = traceback.format_exc()[-_ERROR_CHARS:]
-        await _finish(store, run_id, "failed", {}, f"{text}\n\n{detail}"[:_ERROR_CHARS])
+        error_text = f"{text}\n\n{detail}"[:_ERROR_CHARS]
+        await until_back(lambda: _finish(store, run_id, "failed", {}, error_text), outage)
         raise
     if counts is None:
-        async with store.transaction() as session:
-            await session.execute(delete(JobRun).where(JobRun.id == run_id))
+
+        async def forget() -> None:
+            async with store.transaction() as session:
+                await session.execute(delete(JobRun).where(JobRun.id == run_id))
+
+        await until_back(forget, outage)
         return None
-    return await _finish(store, run_id, "ok", dict(counts), None)
+    return await until_back(lambda: _finish(store, run_id, "ok", dict(counts), None), outage)
 
 
 async def _finish(

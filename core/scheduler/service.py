@@ -6,6 +6,12 @@ program or the cycle campaigns change (a new program version, a pause, a
 resume, a launch), which the request tick notices within two seconds.
 APScheduler coalesces a job's missed fire times into one and never runs
 two executions of a job at once; every execution is a ``job_runs`` row.
+
+A job that fails because the database is away (see :mod:`core.db.outage`)
+pauses the whole schedule, since every other job would fail the same way,
+and runs again with a growing backoff until the database answers; then the
+schedule resumes, and jobs whose time came meanwhile run once each
+(coalesced), so a nightly job due during the outage is late, not skipped.
 """
 
 from __future__ import annotations
@@ -18,11 +24,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, select
 
 from core.db import Store
+from core.db.outage import Outage, backoff, database_away, sleep_unless
 from core.metrics import JOB_RUNS
 from core.models import Campaign, ProgramVersion
 from core.program import Program, load_program
 from core.scheduler.jobs import REQUESTS_JOB, Job, JobCatalogue
-from core.scheduler.records import Counts, interrupt_orphaned_job_runs, record_job_run
+from core.scheduler.records import (
+    Counts,
+    JobRecord,
+    interrupt_orphaned_job_runs,
+    record_job_run,
+)
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +53,8 @@ class Scheduler:
         self._fingerprint: Fingerprint | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self._ticked = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._outage = Outage(logger, "the schedule")
 
     async def start(self) -> None:
         """Build the jobs from the store and start firing them."""
@@ -71,6 +85,7 @@ class Scheduler:
         would cancel them)."""
         if self._aps is None:
             return
+        self._stopping.set()  # a job waiting for the database is not run again
         self._aps.pause()
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
@@ -102,10 +117,16 @@ class Scheduler:
         assert task is not None
         self._running.add(task)
         try:
-            record = await record_job_run(self.store, job.name, self.node, self._work_of(job))
-        except Exception:
+            record = await self._until_database_answers(job)
+        except Exception as error:
             JOB_RUNS.labels(job=job.name, status="failed").inc()
-            logger.exception("job failed", extra={"job": job.name})
+            if database_away(error):  # the schedule stopped while it waited
+                logger.warning(
+                    "job not run again: the schedule stopped while the database was away",
+                    extra={"job": job.name},
+                )
+            else:
+                logger.exception("job failed", extra={"job": job.name})
         else:
             if record is not None:
                 JOB_RUNS.labels(job=job.name, status=record.status).inc()
@@ -115,6 +136,38 @@ class Scheduler:
                 )
         finally:
             self._running.discard(task)
+
+    async def _until_database_answers(self, job: Job) -> JobRecord | None:
+        """One execution of ``job``, run again while it fails because the database is
+        away, with the schedule paused meanwhile; given up when the scheduler stops."""
+        failures = 0
+        while True:
+            try:
+                record = await record_job_run(self.store, job.name, self.node, self._work_of(job))
+            except Exception as error:
+                if not database_away(error) or self._stopping.is_set():
+                    raise
+                self._outage.lost(error)
+                if self._aps is not None:
+                    self._aps.pause()  # no-op once paused
+                await sleep_unless(self._stopping, backoff(failures))
+                failures += 1
+                if self._stopping.is_set():
+                    raise
+                continue
+            self._outage.back()
+            if failures:
+                # Once this execution has ended: resumed sooner, the job's next run would
+                # be skipped as a second instance of it.
+                task = asyncio.current_task()
+                assert task is not None
+                task.add_done_callback(lambda _: self._resume())
+            return record
+
+    def _resume(self) -> None:
+        """Fire again after an outage: the jobs due meanwhile run now, once each."""
+        if self._aps is not None and not self._stopping.is_set():
+            self._aps.resume()
 
     def _work_of(self, job: Job) -> Any:
         if job.name != REQUESTS_JOB:
