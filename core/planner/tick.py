@@ -166,7 +166,8 @@ async def plan_tick(
     )
     best_time = any(request.best_time and request.marketing for request in ordered)
     preferred = any(request.preferred_channels for request in ordered)
-    for table in tables.all:
+    used = tables.used(best_time=best_time)
+    for table in used:
         await scratch_table(session, table)
     # A tick of many runs reaches most customers: facts for everyone cost one scan,
     # less than deduplicating the audiences. A single run needs its audience only.
@@ -181,7 +182,7 @@ async def plan_tick(
         if write:
             await _write(session, tables, slot, request, now)
     # Dropped now, not at the transaction's end: SQLite keeps them for the connection.
-    for table in tables.all:
+    for table in used:
         await drop_scratch_table(session, table)
     return plans
 
@@ -253,7 +254,12 @@ class _Scratch:
             Column("due_at", UtcDateTime(), nullable=False),
             Column("held", Boolean, nullable=False),
         )
-        self.all = (self.zones, self.hours, self.people, self.outcomes)
+
+    def used(self, *, best_time: bool) -> tuple[Table, ...]:
+        """The tables a tick fills: the hours only when a run sends at the best hour (most
+        ticks plan one run, and every table costs a create and a drop)."""
+        hours = (self.hours,) if best_time else ()
+        return (self.zones, *hours, self.people, self.outcomes)
 
     @property
     def status_range(self) -> range:
@@ -361,10 +367,17 @@ async def _fill_people(
         return func.coalesce(zones[name], default_zone.c[name])
 
     allowance: ColumnElement[int] = literal(min(policy.max_per_day, policy.max_per_week))
-    if await _has_recent_marketing(session, now - _WEEK - _DAY):
+    outbox = _OUTBOX.c
+    # Whether any message that counts against the caps could still be in a cap window,
+    # and whether anyone is suppressed, asked together.
+    recent_marketing, has_suppressions = await _exist(
+        session,
+        select(outbox.id).where(outbox.state.in_(_LIVE_STATES), outbox.due_at > now - _WEEK - _DAY),
+        select(_SUPPRESSIONS.c.id),
+    )
+    if recent_marketing:
 
         def used(since: str, until: str) -> ColumnElement[int]:
-            outbox = _OUTBOX.c
             return (
                 select(func.count())
                 .where(
@@ -382,7 +395,6 @@ async def _fill_people(
             policy.max_per_day - used("day_from", "day_to"),
             policy.max_per_week - used("week_from", "week_to"),
         )
-    has_suppressions = await _any(session, select(_SUPPRESSIONS.c.id))
     statuses = [
         channel_status(name, has_suppressions).label(f"status_{index}")
         for index, name in enumerate(tables.channels)
@@ -408,16 +420,15 @@ async def _fill_people(
     )
 
 
-async def _has_recent_marketing(session: AsyncSession, since: datetime) -> bool:
-    """Whether any message that counts against the caps could still be in a cap window."""
-    outbox = _OUTBOX.c
-    recent = select(outbox.id).where(outbox.state.in_(_LIVE_STATES), outbox.due_at > since)
-    return await _any(session, recent)
-
-
 async def _any(session: AsyncSession, query: Select[Any]) -> bool:
     found = await session.execute(query.limit(1))
     return found.first() is not None
+
+
+async def _exist(session: AsyncSession, *queries: Select[Any]) -> tuple[bool, ...]:
+    """Whether each query finds a row, in one statement."""
+    found = (await session.execute(select(*(query.exists() for query in queries)))).one()
+    return tuple(bool(value) for value in found)
 
 
 async def _plan_slot(
