@@ -39,6 +39,7 @@ from core.bench_plan import rules_digest
 from core.campaigns import store_campaign
 from core.db import Store
 from core.db import open_store as open_url
+from core.db.copy import copy_tables
 from core.db.types import UtcDateTime
 from core.intel.refresh import refresh_intel
 from core.lifecycle import refresh_stages
@@ -47,7 +48,7 @@ from core.measure.goals import CONTROL, TREATED
 from core.measure.kpis import Window
 from core.measure.snapshots import day_end, write_kpi_snapshot
 from core.migrations import upgrade
-from core.models import Base, CampaignRun, Customer, Event, OutboxMessage
+from core.models import CampaignRun, Customer, Event, OutboxMessage
 from core.program import Program
 from core.program.model import CampaignSpec
 from core.settings import Settings
@@ -207,25 +208,7 @@ async def kpi_store(
             await session.execute(text("CREATE SCHEMA public"))
         await upgrade(store)
         async with working_store(settings, cached) as source:
-            await _copy_tables(source, store)
+            await copy_tables(source, store)
         yield store
     finally:
         await store.close()
-
-
-async def _copy_tables(source: Store, target: Store) -> None:
-    """Every table with rows in ``source`` copied into ``target`` (parents first), then
-    PostgreSQL's id sequences moved past the copied ids and its statistics gathered."""
-    async with source.reading() as reading, target.transaction() as writing:
-        for table in Base.metadata.sorted_tables:
-            if table.name == "alembic_version":
-                continue
-            result = await reading.stream(select(table))
-            async for batch in result.partitions(20_000):
-                await writing.execute(insert(table), [row._asdict() for row in batch])
-            if "id" in table.c:
-                next_id = func.coalesce(func.max(table.c.id), 0) + 1
-                sequence = func.pg_get_serial_sequence(table.name, "id")
-                await writing.execute(select(func.setval(sequence, next_id, False)))
-    async with target.transaction() as session:
-        await session.execute(text("ANALYZE"))

@@ -3,8 +3,11 @@ the default program applied, today's KPI snapshot written."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import DataTable
@@ -14,10 +17,12 @@ from config import DEFAULT_CONFIG_DIR
 from console.app import CadenceConsole
 from console.context import ConsoleContext
 from core import clock
-from core.db import Store
+from core.db import Store, create_engine
+from core.db.copy import copy_tables
 from core.demo_data import load_demo_data
 from core.lifecycle import refresh_stages
 from core.measure.snapshots import write_kpi_snapshot
+from core.migrations import upgrade
 from core.program import Program, load_program
 from core.program.apply import apply_program
 from core.segments import refresh_segments
@@ -28,6 +33,11 @@ def default_program() -> Program:
     return load_program(DEFAULT_CONFIG_DIR / "program", DEFAULT_CONFIG_DIR / "templates")
 
 
+_BUILT: dict[tuple[object, ...], Path] = {}
+"""Living stores built in this test session, kept as SQLite files, by what they depend on."""
+_BUILT_FOLDER = tempfile.TemporaryDirectory(prefix="cadence-living-")
+
+
 async def living_store(
     store: Store,
     settings: Settings,
@@ -36,8 +46,45 @@ async def living_store(
     refreshed_before: Sequence[timedelta] = (),
 ) -> Program:
     """Demo data, stages, segments and the default program, as of the clock's now; stages
-    and segments are refreshed that long before now too (oldest first), for a history."""
+    and segments are refreshed that long before now too (oldest first), for a history.
+
+    ``store`` must be empty. The first test to ask for a living store builds it on its
+    own database, which is then kept; later tests asking for the same one (same
+    database kind, size, history, clock and zone) get a copy of its rows, since
+    building one takes several seconds and dozens of tests each start from one.
+    """
     program = default_program()
+    key = (store.backend, customers, tuple(refreshed_before), clock.now(), settings.zone)
+    kept = _BUILT.get(key)
+    if kept is not None:
+        async with _file_store(settings, kept) as source:
+            await copy_tables(source, store)
+        return program
+    await _build_living_store(store, settings, program, customers, refreshed_before)
+    kept = Path(_BUILT_FOLDER.name) / f"living-{len(_BUILT)}.db"
+    async with _file_store(settings, kept) as copy:
+        await upgrade(copy)
+        await copy_tables(store, copy)
+    _BUILT[key] = kept
+    return program
+
+
+@asynccontextmanager
+async def _file_store(settings: Settings, path: Path) -> AsyncIterator[Store]:
+    store = Store(create_engine(f"sqlite+aiosqlite:///{path}", settings.sqlite))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _build_living_store(
+    store: Store,
+    settings: Settings,
+    program: Program,
+    customers: int,
+    refreshed_before: Sequence[timedelta],
+) -> None:
     now = clock.now()
     await load_demo_data(store, settings, customers=customers, days=120, seed=3)
     for moment in [now - ago for ago in refreshed_before] + [now]:
@@ -46,7 +93,6 @@ async def living_store(
         await refresh_segments(store, program, moment)
     await apply_program(store, program, now - timedelta(days=1))
     await write_kpi_snapshot(store, program, settings, now.astimezone(settings.zone).date())
-    return program
 
 
 def console_app(
