@@ -7,7 +7,7 @@ process of its own was measured too: pickling the batches ate the gain.)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,10 +43,9 @@ class CustomerFacts:
 
 @dataclass(frozen=True, slots=True)
 class RenderJob:
-    """One batch to render, with what the renderer needs to know of it."""
+    """What the renderer needs to know of one batch to render its messages."""
 
     channel: str
-    messages: Sequence[ClaimedMessage]
     facts: Mapping[int, CustomerFacts]
     recommendations: Mapping[int, list[dict[str, Any]]]
     campaigns: Mapping[int, str]
@@ -74,9 +73,6 @@ class MessageRenderer:
         self.setup = setup
         self.templates = setup.templates
         self.signer = LinkSigner(setup.link_key, setup.public_url, setup.link_ttl)
-
-    def render_batch(self, job: RenderJob) -> list[OutgoingMessage | Settled]:
-        return [self.render(job, message) for message in job.messages]
 
     def render(self, job: RenderJob, message: ClaimedMessage) -> OutgoingMessage | Settled:
         facts = job.facts.get(message.customer_id)
