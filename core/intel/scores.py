@@ -90,19 +90,40 @@ def _rfm() -> Select[Any]:
 
 
 def _activity(backend: Any, scores: ScoresSpec, now: datetime) -> Select[Any]:
-    """Per customer, over the events of the longest window: windowed totals and decayed scores."""
+    """Per customer, over the events of the longest window: windowed totals and decayed scores.
+
+    Summed in two steps: per customer and event type while the events are read in the order
+    of the (type, customer) index, which needs no sort, then per customer over those few
+    rows, where each type's points apply. Grouping a year of events by customer alone
+    sorted every event (the simulation's 1.3M: 1.16 -> 0.87 s of SQLite's CPU); sums differ only
+    in the last bit, by summation order.
+    """
     longest = max(*PURCHASE_WINDOWS, scores.engagement.window_days, scores.lead.window_days)
     age = age_in_days(backend, Event.occurred_at, now)
-    purchase = Event.type == event_types.PURCHASE
 
     def within(days: int) -> Any:
         return Event.occurred_at > now - timedelta(days=days)
 
-    return (
+    decays = {"engagement_score": scores.engagement, "lead_score": scores.lead}
+    purchase = Event.type == event_types.PURCHASE
+    per_type = (
         select(
             Event.customer_id,
-            _decayed(scores.engagement, age, within).label("engagement_score"),
-            _decayed(scores.lead, age, within).label("lead_score"),
+            Event.type,
+            # Only the events that count are weighed: exp() is most of the work.
+            *(
+                func.sum(
+                    case(
+                        (
+                            Event.type.in_(spec.points) & within(spec.window_days),
+                            _fading(spec, age),
+                        ),
+                        else_=0.0,
+                    )
+                ).label(name)
+                for name, spec in decays.items()
+                if spec.points
+            ),
             *(
                 func.sum(case((purchase & within(days), 1), else_=0)).label(f"purchases_{days}d")
                 for days in PURCHASE_WINDOWS
@@ -121,16 +142,32 @@ def _activity(backend: Any, scores: ScoresSpec, now: datetime) -> Select[Any]:
             Likely(Event.occurred_at > now - timedelta(days=longest)),
             Likely(Event.occurred_at <= now),
         )
-        .group_by(Event.customer_id)
+        .group_by(Event.type, Event.customer_id)
+        .subquery("per_type")
     )
+    t = per_type.c
+    return select(
+        t.customer_id,
+        *(_decayed(spec, t, name).label(name) for name, spec in decays.items()),
+        *(
+            func.sum(t[f"purchases_{days}d"]).label(f"purchases_{days}d")
+            for days in PURCHASE_WINDOWS
+        ),
+        *(func.sum(t[f"revenue_{days}d"]).label(f"revenue_{days}d") for days in REVENUE_WINDOWS),
+    ).group_by(t.customer_id)
 
 
-def _decayed(spec: DecaySpec, age: Any, within: Any) -> Any:
-    """Sum of each event's points, halved every ``half_life_days`` of its age."""
+def _fading(spec: DecaySpec, age: Any) -> Any:
+    """An event's weight: 1, halved every ``half_life_days`` of its age."""
+    return func.exp(-math.log(2) * age / spec.half_life_days)
+
+
+def _decayed(spec: DecaySpec, per_type: Any, name: str) -> Any:
+    """Sum of each event's points, halved every ``half_life_days`` of its age, from the
+    per-type sums of the weights (``per_type[name]``)."""
     if not spec.points:
         return literal(0.0)
-    points = case(*((Event.type == kind, value) for kind, value in spec.points.items()), else_=0.0)
-    fading = func.exp(-math.log(2) * age / spec.half_life_days)
-    return func.coalesce(
-        func.sum(case((within(spec.window_days), points * fading), else_=0.0)), 0.0
+    points = case(
+        *((per_type.type == kind, value) for kind, value in spec.points.items()), else_=0.0
     )
+    return func.coalesce(func.sum(points * per_type[name]), 0.0)
