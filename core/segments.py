@@ -391,19 +391,23 @@ async def _record_changes(
     change = select(literal(segment_id), snapshot.field("customer_id"), not_(was_member), at)
     stage = planned.definition.spec.stage
     if stage is None or not snapshot.grouped:
-        await session.execute(record.from_select(columns, change.where(changed)))
+        changes = [change.where(changed)]
     else:
         # The stage's rows, where the rule decides; then the members now in another
         # stage, who left whatever the rule says.
         in_stage = and_(snapshot.in_group(stage), snapshot.field("stage") == stage)
-        await session.execute(record.from_select(columns, change.where(in_stage, changed)))
         if strays is None:
             moved = change.where(was_member, snapshot.field("stage").is_distinct_from(stage))
         else:
             moved = select(literal(segment_id), strays.c.customer_id, false(), at).where(
                 strays.c[planned.word_column].op("&")(planned.mask) != 0
             )
-        await session.execute(record.from_select(columns, moved))
+        changes = [change.where(in_stage, changed), moved]
+    recorded = 0
+    for changed_rows in changes:
+        recorded += rowcount(await session.execute(record.from_select(columns, changed_rows)))
+    if not recorded:
+        return 0, 0  # most segments of a day's refresh: nothing to apply to the members
     # The time narrows the (segment, at) index down to this refresh's changes.
     new_changes = and_(
         _changes.c.segment_id == segment_id, _changes.c.at == at, _changes.c.id > before
