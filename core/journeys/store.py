@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from core.campaigns import definition_digest
 from core.errors import CadenceError
@@ -55,7 +56,9 @@ async def sync_journeys(
     A changed definition ends the passes of customers at a step it no longer has.
     Journeys gone from the files are not returned: their customers stay where they are.
     """
-    stored = {row.name: row for row in (await session.execute(select(Journey))).scalars()}
+    # Definitions are compared by digest: their JSON is neither read nor parsed each tick.
+    journeys = select(Journey).options(defer(Journey.definition))
+    stored = {row.name: row for row in (await session.execute(journeys)).scalars()}
     names = [
         step_campaign_name(definition.name, step.id)
         for definition in program.journeys
@@ -63,7 +66,9 @@ async def sync_journeys(
         if step.spec.send is not None
     ]
     # One read for every journey's step campaigns: the tick syncs them all each time.
-    found = await session.execute(select(Campaign).where(Campaign.name.in_(names)))
+    found = await session.execute(
+        select(Campaign).options(defer(Campaign.definition)).where(Campaign.name.in_(names))
+    )
     step_rows = {row.name: row for row in found.scalars()}
     live = []
     for definition in program.journeys:
