@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import Channel
 from channels.file import FileChannel
@@ -52,7 +53,7 @@ from core.simulate.behaviour import (
     make_population,
 )
 from core.templates import Templates
-from core.triggers import EventWindow, fire_event_triggers
+from core.triggers import EventWindow, fire_event_triggers_in
 
 SOURCE = "simulation"
 _MICROSECOND = timedelta(microseconds=1)
@@ -134,13 +135,13 @@ class SimulatedWorld:
             }
             now = start
             while True:
-                await self._step(jobs, fires, start, now)
+                release = await self._step(jobs, fires, start, now)
                 if progress is not None:
                     progress(now)
                 if now >= end:
                     break
                 upcoming = [fire for fire in fires.values() if fire is not None]
-                upcoming += [end, *await self._next_release(now)]
+                upcoming += [end, *release]
                 now = min(upcoming)
                 sim_clock.set(now)
                 await self._store_events_until(now)
@@ -154,7 +155,8 @@ class SimulatedWorld:
 
     async def _step(
         self, jobs: list[Job], fires: dict[str, datetime | None], start: datetime, now: datetime
-    ) -> None:
+    ) -> list[datetime]:
+        """Run what is due at ``now`` and deliver; when the next held message is released."""
         cycle_due = False
         for job in jobs:
             fire = fires[job.name]
@@ -167,18 +169,29 @@ class SimulatedWorld:
             else:
                 await job.work()
         # The request tick's work, when there is any: a cycle slot, or a pending run.
-        if cycle_due or await self._pending_run(now):
+        due = await self._due(now)
+        if cycle_due or due.pending_run:
             await self.catalogue.plan()
-        await self._deliver(now)
+            due = await self._due(now)
+        return await self._deliver(now, due)
 
-    async def _pending_run(self, now: datetime) -> bool:
+    async def _due(self, now: datetime) -> _Due:
+        """What the step has to do after its jobs, read at once (each read costs a round
+        trip or two to the database, and a step runs every simulated hour)."""
         async with self.store.reading() as session:
-            found = await session.scalar(
+            pending = await session.scalar(
                 select(CampaignRun.id)
                 .where(CampaignRun.status == "pending", CampaignRun.due_at <= now)
                 .limit(1)
             )
-        return found is not None
+            waiting = await session.scalars(
+                select(OutboxMessage.channel)
+                .distinct()
+                .where(OutboxMessage.state == "queued", OutboxMessage.due_at <= now)
+            )
+            channels = tuple(sorted(waiting))
+            release = await _next_release(session, now)
+        return _Due(pending is not None, channels, release)
 
     async def _population(self) -> Population:
         """The store's customers with their simulated behaviour (personas from the demo
@@ -211,31 +224,18 @@ class SimulatedWorld:
             window = within // _MICROSECOND if within else 0
             self.campaigns[campaign_id] = (name, goal.get("event"), window)
 
-    async def _next_release(self, now: datetime) -> list[datetime]:
-        """When the next message held for later becomes due, if any."""
-        async with self.store.reading() as session:
-            due = await session.scalar(
-                select(func.min(OutboxMessage.due_at)).where(
-                    OutboxMessage.state.in_(("queued", "retry")), OutboxMessage.due_at > now
-                )
-            )
-        return [due] if due is not None else []
-
-    async def _deliver(self, now: datetime) -> None:
-        """Send what is due through the file channels, then draw the customers' answers."""
-        async with self.store.reading() as session:
-            waiting = await session.scalars(
-                select(OutboxMessage.channel)
-                .distinct()
-                .where(OutboxMessage.state == "queued", OutboxMessage.due_at <= now)
-            )
-            names = sorted(waiting)
-        if not names:
-            return
-        # Each step retries as if its worker were new (the file channels hardly retry).
-        self._delivery_rng.seed(self.seed)
-        await self._worker(tuple(names)).run(until_idle=True)
-        await self._respond(now)
+    async def _deliver(self, now: datetime, due: _Due) -> list[datetime]:
+        """Send what is due through the file channels, then draw the customers' answers;
+        when the next message held for later becomes due, if any."""
+        release = due.release
+        if due.channels:
+            # Each step retries as if its worker were new (the file channels hardly retry).
+            self._delivery_rng.seed(self.seed)
+            await self._worker(due.channels).run(until_idle=True)
+            async with self.store.reading() as session:
+                await self._respond(session, now)
+                release = await _next_release(session, now)
+        return [release] if release is not None else []
 
     def _worker(self, names: tuple[str, ...]) -> DeliveryWorker:
         """The delivery worker for these channels, made once: a worker set up anew each
@@ -258,16 +258,16 @@ class SimulatedWorld:
             )
         return worker
 
-    async def _respond(self, now: datetime) -> None:
+    async def _respond(self, session: AsyncSession, now: datetime) -> None:
+        """The customers' answers to the messages sent at ``now``, pending until stored."""
         outbox = OutboxMessage.__table__.c
-        async with self.store.reading() as session:
-            rows = (
-                await session.execute(
-                    select(outbox.id, outbox.customer_id, outbox.campaign_id, outbox.created_at)
-                    .where(outbox.state == "sent", outbox.sent_at >= now)
-                    .order_by(outbox.id)
-                )
-            ).all()
+        rows = (
+            await session.execute(
+                select(outbox.id, outbox.customer_id, outbox.campaign_id, outbox.created_at)
+                .where(outbox.state == "sent", outbox.sent_at >= now)
+                .order_by(outbox.id)
+            )
+        ).all()
         if not rows:
             return
         if any(row[2] not in self.campaigns for row in rows):
@@ -297,8 +297,8 @@ class SimulatedWorld:
         )
 
     async def _store_events_until(self, now: datetime) -> None:
-        """Store every pending event dated up to ``now`` (and keep the rest pending), then
-        fire the event triggers they match, as ingest does."""
+        """Store every pending event dated up to ``now`` (and keep the rest pending) and fire
+        the event triggers they match in the same transaction, as ingest does."""
         rows: list[EventRow] = []
         still: list[Events] = []
         for events in self._pending:
@@ -308,13 +308,13 @@ class SimulatedWorld:
                 still.append(later)
         self._pending = still
         batch = self.settings.imports.batch_size
+        window = EventWindow(self._stored_until, now)
         for first in range(0, len(rows), batch):
             async with self.store.transaction() as session:
                 await store_events(session, rows[first : first + batch], now)
+                if first + batch >= len(rows):  # the last batch fires them all with it
+                    await fire_event_triggers_in(session, self.program, self.settings, window, now)
         self.tallies.events += len(rows)
-        if rows:
-            window = EventWindow(self._stored_until, now)
-            await fire_event_triggers(self.store, self.program, self.settings, window, now)
         self._stored_until = now
 
     def _rows(self, events: Events) -> list[EventRow]:
@@ -337,6 +337,28 @@ class SimulatedWorld:
             # message_event rows carry no value; a purchase does.
             rows.append(row if math.isnan(value) else (*row[:3], value, *row[4:]))
         return rows
+
+
+@dataclass(frozen=True)
+class _Due:
+    """What a step found due once its jobs ran."""
+
+    pending_run: bool
+    """A requested run (a launch, "run now") waits to be planned."""
+    channels: tuple[str, ...]
+    """The channels with queued messages due."""
+    release: datetime | None
+    """When the next message held for later becomes due."""
+
+
+async def _next_release(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the next message held for later becomes due, if any."""
+    due: datetime | None = await session.scalar(
+        select(func.min(OutboxMessage.due_at)).where(
+            OutboxMessage.state.in_(("queued", "retry")), OutboxMessage.due_at > now
+        )
+    )
+    return due
 
 
 def _timeline(background: dict[str, tuple[IntArray, IntArray, FloatArray]]) -> Events:
