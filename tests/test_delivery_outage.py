@@ -136,13 +136,37 @@ async def test_messages_wait_out_a_one_minute_outage_and_each_goes_once_it_is_ov
     await _outage_then_recovery(store, settings, Outage(60, 1, 5))
 
 
+@dataclass(frozen=True)
+class Drops:
+    """How many messages go out, and after how many on a connection the server drops it."""
+
+    messages: int
+    drop_after: int
+    connections: int | None = None
+    """The e-mail channel's connections (None: the default pool)."""
+
+
 @pytest.mark.parametrize("lose_reply", [False, True], ids=["reply_sent", "reply_lost"])
+@pytest.mark.parametrize(
+    "drops",
+    [
+        pytest.param(Drops(120, 7), id="every_7_of_120"),
+        # The issue's scale: one connection, dropped after every 2,500 of 10,000 messages.
+        pytest.param(
+            Drops(10_000, 2_500, connections=1), id="every_2500_of_10000", marks=pytest.mark.slow
+        ),
+    ],
+)
 async def test_connections_dropped_every_few_messages_reach_everyone(
-    store: Store, settings: Settings, lose_reply: bool
+    store: Store, settings: Settings, lose_reply: bool, drops: Drops
 ) -> None:
-    async with SmtpSink(keep=True, drop_after=7, lose_reply=lose_reply) as sink:
+    async with SmtpSink(keep=True, drop_after=drops.drop_after, lose_reply=lose_reply) as sink:
         settings = _configured(settings, sink.port)
-        queued = await _queue(store, 120)
+        if drops.connections is not None:
+            email = settings.channels.email.model_copy(update={"connections": drops.connections})
+            channels = settings.channels.model_copy(update={"email": email})
+            settings = settings.model_copy(update={"channels": channels})
+        queued = await _queue(store, drops.messages)
         with clock.using(clock.FixedClock(clock.now())):
             stats = await run_delivery(
                 store, settings, channels=["email"], until_idle=True, serve_http=False
