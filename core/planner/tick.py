@@ -56,6 +56,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    false,
     func,
     insert,
     literal,
@@ -164,23 +165,33 @@ async def plan_tick(
     tables = _scratch_tables(
         tuple(sorted({channel for request in ordered for channel in request.choices}))
     )
+    marketing = any(request.marketing for request in ordered)
     best_time = any(request.best_time and request.marketing for request in ordered)
     preferred = any(request.preferred_channels for request in ordered)
     used = tables.used(best_time=best_time)
     for table in used:
         await scratch_table(session, table)
+    probes = await _Probes.read(session, ordered, now, marketing=marketing)
     # A tick of many runs reaches most customers: facts for everyone cost one scan,
     # less than deduplicating the audiences. A single run needs its audience only.
     reach = ordered[0].audience.select_customers(now) if len(ordered) == 1 else None
-    await _fill_zones(session, tables, reach, policy.quiet, zone, now, best_time=best_time)
+    await _fill_zones(
+        session, tables, reach, policy.quiet, zone, now, best_time=best_time, marketing=marketing
+    )
     await _fill_people(
-        session, tables, reach, policy, now, best_time=best_time, preferred=preferred
+        session, tables, reach, policy, now, probes, best_time=best_time, preferred=preferred
     )
     plans = []
+    contacted = set(probes.contacted)
     for slot, request in enumerate(ordered):
-        plans.append(await _plan_slot(session, tables, slot, request, ordered, now))
+        plan = await _plan_slot(
+            session, tables, slot, request, ordered, request.campaign_id in contacted, now
+        )
+        plans.append(plan)
         if write:
             await _write(session, tables, slot, request, now)
+            if any(plan.count(outcome) for outcome in Outcome if outcome.planned):
+                contacted.add(request.campaign_id)  # a later run of it in this tick sees them
     # Dropped now, not at the transaction's end: SQLite keeps them for the connection.
     for table in used:
         await drop_scratch_table(session, table)
@@ -278,6 +289,38 @@ _DEFAULT_ZONE_KEY = ""
 """The ``plan_zones`` row for customers without a time zone: the program's."""
 
 
+@dataclass(frozen=True)
+class _Probes:
+    """What the tick's statements depend on, asked up front in one statement."""
+
+    recent_marketing: bool
+    """Whether a message that counts against the caps could still be in a cap window."""
+    suppressions: bool
+    contacted: frozenset[int]
+    """The tick's campaigns that have a contact history."""
+
+    @classmethod
+    async def read(
+        cls, session: AsyncSession, ordered: Sequence[RunRequest], now: datetime, *, marketing: bool
+    ) -> _Probes:
+        outbox, contacts = _OUTBOX.c, _CONTACTS.c
+        campaigns = sorted({request.campaign_id for request in ordered})
+        # Caps only hold marketing back: a tick of transactional runs need not look.
+        in_cap_window = (
+            and_(outbox.state.in_(_LIVE_STATES), outbox.due_at > now - _WEEK - _DAY)
+            if marketing
+            else false()
+        )
+        recent_marketing, suppressions, *contacted = await _exist(
+            session,
+            select(outbox.id).where(in_cap_window),
+            select(_SUPPRESSIONS.c.id),
+            *(select(contacts.customer_id).where(contacts.campaign_id == c) for c in campaigns),
+        )
+        history = frozenset(c for c, has in zip(campaigns, contacted, strict=True) if has)
+        return cls(recent_marketing, suppressions, history)
+
+
 async def _fill_zones(
     session: AsyncSession,
     tables: _Scratch,
@@ -287,14 +330,18 @@ async def _fill_zones(
     now: datetime,
     *,
     best_time: bool,
+    marketing: bool,
 ) -> None:
     """Per time zone of the customers within ``reach`` (None: everyone): when their
     marketing may go out, and the cap windows around that moment; with ``best_time``, when
-    each local hour comes next."""
-    query = select(_CUSTOMERS.c.time_zone).distinct().where(_CUSTOMERS.c.time_zone.is_not(None))
-    if reach is not None:
-        query = query.where(_CUSTOMERS.c.id.in_(reach))
-    names = (await session.execute(query)).scalars()
+    each local hour comes next. Without ``marketing`` only the program's zone: transactional
+    messages go now wherever their customers are, and caps do not hold them."""
+    names: Sequence[str] = []
+    if marketing:
+        query = select(_CUSTOMERS.c.time_zone).distinct().where(_CUSTOMERS.c.time_zone.is_not(None))
+        if reach is not None:
+            query = query.where(_CUSTOMERS.c.id.in_(reach))
+        names = (await session.execute(query)).scalars().all()
     rows, hours = [], []
     for name in [_DEFAULT_ZONE_KEY, *names]:
         zone = stored_zone(name) or program_zone
@@ -332,6 +379,7 @@ async def _fill_people(
     reach: Select[int] | None,
     policy: PolicySettings,
     now: datetime,
+    probes: _Probes,
     *,
     best_time: bool,
     preferred: bool,
@@ -367,15 +415,8 @@ async def _fill_people(
         return func.coalesce(zones[name], default_zone.c[name])
 
     allowance: ColumnElement[int] = literal(min(policy.max_per_day, policy.max_per_week))
-    outbox = _OUTBOX.c
-    # Whether any message that counts against the caps could still be in a cap window,
-    # and whether anyone is suppressed, asked together.
-    recent_marketing, has_suppressions = await _exist(
-        session,
-        select(outbox.id).where(outbox.state.in_(_LIVE_STATES), outbox.due_at > now - _WEEK - _DAY),
-        select(_SUPPRESSIONS.c.id),
-    )
-    if recent_marketing:
+    if probes.recent_marketing:
+        outbox = _OUTBOX.c
 
         def used(since: str, until: str) -> ColumnElement[int]:
             return (
@@ -396,7 +437,7 @@ async def _fill_people(
             policy.max_per_week - used("week_from", "week_to"),
         )
     statuses = [
-        channel_status(name, has_suppressions).label(f"status_{index}")
+        channel_status(name, probes.suppressions).label(f"status_{index}")
         for index, name in enumerate(tables.channels)
     ]
     facts = (
@@ -420,11 +461,6 @@ async def _fill_people(
     )
 
 
-async def _any(session: AsyncSession, query: Select[Any]) -> bool:
-    found = await session.execute(query.limit(1))
-    return found.first() is not None
-
-
 async def _exist(session: AsyncSession, *queries: Select[Any]) -> tuple[bool, ...]:
     """Whether each query finds a row, in one statement."""
     found = (await session.execute(select(*(query.exists() for query in queries)))).one()
@@ -437,10 +473,11 @@ async def _plan_slot(
     slot: int,
     request: RunRequest,
     ordered: Sequence[RunRequest],
+    contacted: bool,
     now: datetime,
 ) -> RunPlan:
     """Give everyone in the run's audience an outcome, counted; then take a slot from each
-    winner.
+    winner. ``contacted``: the campaign has a contact history.
 
     The customers lost to a higher slot, most of a busy tick's candidates, are only
     counted, by winner, in one grouped read; the others get a row in ``plan_outcomes``,
@@ -451,10 +488,7 @@ async def _plan_slot(
     source = audience.join(tables.people, people.customer_id == audience.c.customer_id)
     exclusion, channel = _channel_choice(tables, request)
     times: ColumnElement[int] = literal(0, Integer)
-    contacted = select(_CONTACTS.c.customer_id).where(
-        _CONTACTS.c.campaign_id == request.campaign_id
-    )
-    if await _any(session, contacted):
+    if contacted:
         contacts = _CONTACTS.c
         source = source.outerjoin(
             _CONTACTS,
