@@ -20,9 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.journeys.moves import STATES, Mover, Moves, due_at_step
 from core.journeys.store import LiveJourney
-from core.models import CampaignRun
 from core.planner.audience import Audience
-from core.planner.runs import record_plan, request_run
+from core.planner.runs import record_plan, requested_run
 from core.planner.tick import RunPlan, RunRequest, plan_tick
 from core.program.journeys import JourneyStep
 from core.settings import Settings
@@ -121,10 +120,10 @@ async def _plan_step(
 ) -> RunPlan:
     campaign = journey.campaigns[step.id]
     key = f"journey:{now.isoformat(timespec='microseconds')}:{round_number}"
-    run_id = await request_run(session, campaign, key, OCCASION, now)
+    run = await requested_run(session, campaign, key, OCCASION, now)
     spec = journey.definition.spec
     request = RunRequest(
-        run_id=run_id,
+        run_id=run.id,
         campaign_id=campaign.id,
         campaign=campaign.name,
         audience=JourneyStepAudience(
@@ -138,7 +137,5 @@ async def _plan_step(
         cooldown=None,
     )
     [plan] = await plan_tick(session, [request], settings.policy, settings.zone, now, write=True)
-    run = await session.get(CampaignRun, run_id)
-    assert run is not None
     record_plan(run, plan, now)
     return plan

@@ -76,6 +76,20 @@ async def request_run(
     requested_by: str | None = None,
 ) -> int:
     """Record a pending run of ``campaign`` (nothing new if ``run_key`` exists); its id."""
+    run = await requested_run(session, campaign, run_key, occasion, due_at, requested_by)
+    return run.id
+
+
+async def requested_run(
+    session: AsyncSession,
+    campaign: Campaign,
+    run_key: str,
+    occasion: str,
+    due_at: datetime,
+    requested_by: str | None = None,
+) -> CampaignRun:
+    """:func:`request_run`, returning the run itself for a caller that plans and records
+    it at once (no second read to load it)."""
     backend = backend_of(session)
     await session.execute(
         upsert(backend, CampaignRun.__table__)
@@ -90,13 +104,13 @@ async def request_run(
         )
         .on_conflict_do_nothing(index_elements=["campaign_id", "run_key"])
     )
-    run_id = await session.scalar(
-        select(CampaignRun.id).where(
+    run = await session.scalar(
+        select(CampaignRun).where(
             CampaignRun.campaign_id == campaign.id, CampaignRun.run_key == run_key
         )
     )
-    assert run_id is not None
-    return run_id
+    assert run is not None
+    return run
 
 
 async def _schedule_cycle_runs(session: AsyncSession, settings: Settings, now: datetime) -> None:

@@ -11,12 +11,12 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import CampaignError
-from core.models import Campaign, CampaignRun
+from core.models import Campaign
 from core.planner.audience import Audience
 from core.planner.runs import (
     PlannedRun,
     record_plan,
-    request_run,
+    requested_run,
     spec_request,
     target_audience,
 )
@@ -91,9 +91,7 @@ async def plan_match(
 ) -> PlannedRun | None:
     """Plan a run of ``trigger``'s campaign for the ``matched`` customers (narrowed by the
     campaign's target, if it has one); None when the run ``run_key`` was planned before."""
-    run_id = await request_run(session, trigger.campaign, run_key, occasion, now)
-    run = await session.get(CampaignRun, run_id)
-    assert run is not None
+    run = await requested_run(session, trigger.campaign, run_key, occasion, now)
     if run.status != "pending":
         return None
     try:
@@ -105,7 +103,7 @@ async def plan_match(
         within = target.select_customers(now).subquery("target")
         matched = select(within.c.customer_id).where(within.c.customer_id.in_(matched))
     audience = MatchedCustomers(None, None, None, matched)
-    request = spec_request(run_id, trigger.campaign.id, trigger.spec, audience)
+    request = spec_request(run.id, trigger.campaign.id, trigger.spec, audience)
     [plan] = await plan_tick(session, [request], settings.policy, settings.zone, now, write=True)
     record_plan(run, plan, now)
     return PlannedRun(plan, run_key, occasion)
