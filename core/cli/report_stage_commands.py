@@ -4,6 +4,7 @@ KPIs as of now (or ``--now``), their daily snapshots, and writing a day's snapsh
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -35,6 +36,9 @@ if TYPE_CHECKING:  # loaded when a command runs, not for --help
     from core.program import Program
 
 T = TypeVar("T")
+
+_KPI_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+"""What every KPI the snapshots hold is called: one lower-case word, or several joined by _."""
 
 _WINDOW = click.option(
     "--window-days",
@@ -143,6 +147,14 @@ def report_trends(kpi: str, days: int, until: str | None, output_format: ReportF
     from core.measure.kpi_report import trends_report
     from core.measure.snapshots import kpi_trends
 
+    # The name is only ever compared with the names the snapshots hold, but anything that
+    # cannot be a KPI's name is refused here, before the store is opened.
+    if not _KPI_NAME.fullmatch(kpi):
+        raise CadenceError(
+            f"{kpi[:80]!r} is not a KPI name: KPIs are lower-case words joined by `_`, such as "
+            f"`coverage` or `opt_out_rate` (`cadence report stages` and `report program` "
+            f"show them)"
+        )
     settings = load_command_settings()
     program = load_command_program(settings)
     last = _day(until) or clock.now().astimezone(settings.zone).date() - timedelta(days=1)
