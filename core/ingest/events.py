@@ -30,7 +30,7 @@ from core.db.types import EPOCH, epoch_micros
 from core.ingest import fields
 from core.ingest.report import ImportReport
 from core.ingest.runner import Batch
-from core.ingest.source import CsvRun, Rejected, Row, RowError
+from core.ingest.source import CsvRun, Rejected, Row, RowError, size_limit
 from core.models import Customer
 from core.privacy import erased_customers
 
@@ -344,7 +344,7 @@ class EventImporter:
         fields.without_nul(properties, "properties")
         document = _JSON.encode(properties)
         if len(document) * 4 > self.max_bytes and len(document.encode()) > self.max_bytes:
-            raise RowError(f"`properties` are larger than {self.max_bytes // 1024} KiB")
+            raise RowError(f"`properties` are larger than {size_limit(self.max_bytes)}")
         return document
 
     async def write(

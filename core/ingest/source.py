@@ -89,6 +89,12 @@ class RowError(ValueError):
     """Raised by a row parser; the row is rejected with this message."""
 
 
+def size_limit(limit: int) -> str:
+    """``imports.max_field_bytes`` as a refusal says it: ``64 KiB``, or ``500 bytes`` when it
+    is no whole number of KiB (``limit // 1024`` alone would say ``0 KiB``)."""
+    return f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit:,} bytes"
+
+
 def format_of(path: str, explicit: Format | None = None) -> Format:
     """The file's format: explicit, else by extension; stdin is JSONL."""
     if explicit is not None:
@@ -187,7 +193,7 @@ class RowSource:
         limit = self.max_field_bytes
         for value in values:
             if isinstance(value, str) and len(value) * 4 > limit and len(value.encode()) > limit:
-                return f"a field is larger than {limit // 1024} KiB"
+                return f"a field is larger than {size_limit(limit)}"
         return None
 
     def _csv_rows(self) -> Iterator[Row | Rejected | CsvRun]:
