@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -40,9 +40,8 @@ from sqlalchemy import func, select, text
 from config import DEFAULT_CONFIG_DIR
 from core.api.auth import new_ingest_token
 from core.bench_data import CACHE_DIR
-from core.db import open_store
+from core.db import Store, create_engine
 from core.models import OutboxMessage
-from core.settings import Settings
 
 CAMPAIGN = """
 [[campaign]]
@@ -62,28 +61,27 @@ async def bench_trigger(
 ) -> dict[str, Any]:
     """Run the benchmark; the JSON line's fields (see the module docstring)."""
     if url is not None:
-        latencies, refused = await _post_all(url, token or "", events, rate)
+        latencies, refused = await post_all(url, token or "", events, rate)
         return _result(events, rate, latencies, refused, "url")
     CACHE_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE_DIR) as scratch:
         token, digest = new_ingest_token()
-        port = _free_port()
+        port = free_port()
         if database_url is not None:
-            await _empty_postgresql(database_url)
+            await empty_postgresql(database_url)
         config, database = _prepare(scratch, database_url, port, digest, events)
-        node = _start_node(config)
+        node = start_node(config)
         try:
             base = f"http://127.0.0.1:{port}"
-            await _wait_healthy(base, node)
-            latencies, refused = await _post_all(base, token, events, rate)
+            await wait_healthy(base, node)
+            latencies, refused = await post_all(base, token, events, rate)
         finally:
             node.send_signal(signal.SIGTERM)
             try:
                 node.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 node.kill()
-        settings = Settings(database_url=database, settings_file=config)
-        store = open_store(settings)
+        store = Store(create_engine(database))
         try:
             async with store.reading() as session:
                 written = await session.scalar(select(func.count()).select_from(OutboxMessage))
@@ -97,24 +95,32 @@ async def bench_trigger(
 def _result(
     events: int, rate: float, latencies: list[float], refused: int, database: str
 ) -> dict[str, Any]:
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if latencies else [0.0] * 99
     return {
         "benchmark": "trigger",
         "database": database,
         "events": events,
         "rate": rate,
-        "p50_ms": round(cuts[49] * 1000, 1),
-        "p95_ms": round(cuts[94] * 1000, 1),
-        "p99_ms": round(cuts[98] * 1000, 1),
-        "max_ms": round(max(latencies, default=0.0) * 1000, 1),
+        **latency_figures(latencies),
         "refused": refused,
         "lost": refused,
     }
 
 
-async def _post_all(base: str, token: str, events: int, rate: float) -> tuple[list[float], int]:
-    """Post one purchase a request at ``rate`` a second; each answer's latency, and how
-    many events were not accepted."""
+def latency_figures(latencies: list[float]) -> dict[str, float]:
+    """The median, 95th and 99th percentiles and the largest of ``latencies`` (seconds),
+    in milliseconds."""
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if latencies else [0.0] * 99
+    return {
+        "p50_ms": round(cuts[49] * 1000, 1),
+        "p95_ms": round(cuts[94] * 1000, 1),
+        "p99_ms": round(cuts[98] * 1000, 1),
+        "max_ms": round(max(latencies, default=0.0) * 1000, 1),
+    }
+
+
+async def post_all(base: str, token: str, events: int, rate: float) -> tuple[list[float], int]:
+    """Post one purchase a request at ``rate`` a second, of customer ``bench-N`` for the
+    N-th; each answer's latency, and how many events were not accepted."""
     latencies: list[float] = []
     refused = 0
     poster = _Poster(base, token)
@@ -232,18 +238,39 @@ def _prepare(
     return config, database
 
 
-def _start_node(config: Path) -> subprocess.Popen[bytes]:
-    """``cadence run`` on the benchmark's settings, in its own process."""
+def start_node(config: Path, log: IO[bytes] | None = None) -> subprocess.Popen[bytes]:
+    """``cadence run`` on the benchmark's settings, in its own process; its output (the
+    JSON log lines) goes to ``log``, or nowhere."""
     command = [sys.executable, "-c", "from core.cli import main; main()", "--config", str(config)]
-    return subprocess.Popen([*command, "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = log or subprocess.DEVNULL
+    return subprocess.Popen(
+        [*command, "run"], stdout=output, stderr=output, env=bench_environment()
+    )
 
 
 def _write_config(folder: Path, database: str, port: int, digest: str) -> Path:
+    sections = f"""
+[policy]
+quiet_hours = "off"
+
+[channels.file]
+path = "{folder / "outbox.jsonl"}"
+"""
+    return write_config(folder, database, port, digest, CAMPAIGN, sections)
+
+
+def write_config(
+    folder: Path, database: str, port: int, digest: str, campaigns: str, sections: str
+) -> Path:
+    """A benchmark's ``cadence.toml`` in ``folder``: its database, a program in
+    ``folder/program`` (the default stages, segments and scores, and ``campaigns``), the
+    API on ``port`` taking the ingest token of hash ``digest``, then the TOML
+    ``sections`` of its own."""
     program = folder / "program"
     program.mkdir()
     for name in ("stages.toml", "segments.toml", "scores.toml"):
         shutil.copy(DEFAULT_CONFIG_DIR / "program" / name, program / name)
-    (program / "campaigns.toml").write_text(CAMPAIGN)
+    (program / "campaigns.toml").write_text(campaigns)
     config = folder / "cadence.toml"
     config.write_text(
         f"""database_url = "{database}"
@@ -253,13 +280,7 @@ templates_dir = "{DEFAULT_CONFIG_DIR / "templates"}"
 [api]
 port = {port}
 ingest_token_hashes = ["{digest}"]
-
-[policy]
-quiet_hours = "off"
-
-[channels.file]
-path = "{folder / "outbox.jsonl"}"
-"""
+{sections}"""
     )
     return config
 
@@ -267,13 +288,20 @@ path = "{folder / "outbox.jsonl"}"
 def _cadence(config: Path, *arguments: str) -> None:
     command = [sys.executable, "-c", "from core.cli import main; main()", "--config", str(config)]
     subprocess.run(
-        [*command, *arguments], check=True, stdout=subprocess.DEVNULL, env=dict(os.environ)
+        [*command, *arguments], check=True, stdout=subprocess.DEVNULL, env=bench_environment()
     )
 
 
-async def _empty_postgresql(database_url: str) -> None:
+def bench_environment() -> dict[str, str]:
+    """This process's environment without ``CADENCE_*`` variables, for the benchmark's
+    own ``cadence`` processes: its settings file says everything, and a variable such as
+    ``CADENCE_DATABASE_URL`` would win over it and aim the benchmark at a real store."""
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("CADENCE_")}
+
+
+async def empty_postgresql(database_url: str) -> None:
     """Drop every table of the benchmark's PostgreSQL database: a fresh store."""
-    store = open_store(Settings(database_url=database_url))
+    store = Store(create_engine(database_url))
     try:
         async with store.transaction() as session:
             await session.execute(text("DROP SCHEMA public CASCADE"))
@@ -282,7 +310,7 @@ async def _empty_postgresql(database_url: str) -> None:
         await store.close()
 
 
-async def _wait_healthy(base: str, node: subprocess.Popen[bytes]) -> None:
+async def wait_healthy(base: str, node: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient(base_url=base) as http:
         for _ in range(300):
             if node.poll() is not None:
@@ -296,7 +324,7 @@ async def _wait_healthy(base: str, node: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("cadence run did not answer /healthz within 30 s")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as probe:

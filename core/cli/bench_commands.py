@@ -140,3 +140,30 @@ def bench_console(customers: int, database_url: str | None) -> None:
     settings = load_command_settings()
     result = run(benchmark_console(settings, customers=customers, database_url=database_url))
     click.echo(json.dumps(result))
+
+
+@bench.command("soak")
+@click.option(
+    "--minutes",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="How long events stream in (a fraction for a short check, e.g. 0.3).",
+)
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option(
+    "--cycle-customers",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Customers the cycle campaign sends to every minute.",
+)
+@click.option("--database-url", help="Start the node on this PostgreSQL database (emptied).")
+@common_options
+def bench_soak(minutes: float, rate: float, cycle_customers: int, database_url: str | None) -> None:
+    """A real `cadence run` for MINUTES: purchases posted at RATE a second plus a cycle
+    every minute, mail into a local sink; memory growth, errors and trigger latency."""
+    from core.bench_soak import bench_soak as benchmark_soak
+
+    load_command_settings()
+    click.echo(json.dumps(run_fast(benchmark_soak(minutes, rate, cycle_customers, database_url))))
