@@ -86,9 +86,10 @@ async def test_the_leader_killed_mid_run_the_cycle_runs_once_and_a_new_leader_ap
 ) -> None:
     people = await add_people(store, [Person(f"f{i}") for i in range(CUSTOMERS)], NOW)
     await add_segment(store, "everyone", list(people.values()), NOW)
-    # Due since NOW, every minute: the leader's first tick plans its latest slot.
-    minutely = campaign_spec("minutely", "everyone", channel="file", schedule="* * * * *")
-    await add_campaign(store, minutely, NOW)
+    # Daily, due since NOW: the leader's first tick plans its latest slot, and no other slot
+    # comes due while the test runs (a minutely one did, on a slow machine).
+    daily = campaign_spec("daily", "everyone", channel="file", schedule="0 0 * * *")
+    await add_campaign(store, daily, NOW)
 
     async with _nodes(tmp_path, settings) as processes:
 
