@@ -22,6 +22,7 @@ from textual.widgets import Static
 from console.context import ConsoleContext
 from console.embedded import EmbeddedNode
 from console.log_tail import LogTail
+from console.screens.base import StoreScreen
 from console.screens.help import HelpScreen
 from console.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 
@@ -139,10 +140,31 @@ class CadenceConsole(App[None]):
         )
         super().__init__()
         for entry in self.entries:
-            self.add_mode(entry.mode, entry.factory())
+            self.add_mode(entry.mode, self._styled(entry.factory()))
             self.bind(entry.key, f"show('{entry.mode}')", description=entry.title)
         self.sub_title = "read-only" if context.read_only else context.actor
         self._too_small: TooSmallScreen | None = None
+
+    def _styled(self, build: Callable[[], Screen[None]]) -> Callable[[], Screen[None]]:
+        """``build``, its screen marked as styled by the current stylesheet once the app
+        shows a screen.
+
+        It is: Textual styles each widget as it is registered. Left unmarked, a mode's new
+        screen makes the app parse every stylesheet again and restyle every widget of every
+        screen, twice on its first switch and once on each later switch until the screen
+        happens to be mounted when the CSS is refreshed (a theme change still restyles it).
+        The first screen is left to Textual: it is styled before the theme's colours are in
+        the stylesheet, and the refresh is what gives it them.
+        """
+
+        def styled() -> Screen[None]:
+            started = any(self._screen_stacks.values())
+            screen = build()
+            if started:
+                screen._css_update_count = self._css_update_count
+            return screen
+
+        return styled
 
     async def on_mount(self) -> None:
         if self._embedded is not None:
@@ -169,9 +191,10 @@ class CadenceConsole(App[None]):
         self.screen.set_focus(None)
 
     def action_reload(self) -> None:
-        reload = getattr(self.screen, "reload", None)
-        if callable(reload):
-            reload()
+        screen = self.screen
+        if isinstance(screen, StoreScreen):
+            screen.forget()
+            screen.reload()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         for entry in self.entries:

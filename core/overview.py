@@ -2,10 +2,12 @@
 automated share, this week's messages by channel and outcome, the scheduler's health
 and the KPI trends.
 
-Everything here is cheap at a million customers: stage sizes are one ``GROUP BY`` over
-the current stages, the KPIs come from the latest daily snapshot
-(:mod:`core.measure.snapshots`) instead of the events, and messages are counted
-through the outbox's ``due_at`` index.
+Everything here but the messages is cheap at a million customers: stage sizes are one
+``GROUP BY`` over the stage index, the KPIs come from the latest daily snapshot
+(:mod:`core.measure.snapshots`) instead of the events. The week's messages are counted
+through the outbox's ``(state, due_at)`` index, but their channel is read from each row:
+about three seconds for a million messages a week on SQLite, so the console counts them
+again only every so often (``messages``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from core.measure.kpis import KpiValue, kpi_value
 from core.measure.snapshots import PROGRAMME, SnapshotDay, kpi_trends
 from core.models import CustomerStage, KpiSnapshot, OutboxMessage
 from core.outbox import waiting_messages
+from core.outbox_view import OUTBOX_STATES
 from core.program import Program
 from core.scheduler.records import JobRecord, NodeStatus, recent_job_runs, scheduler_nodes
 from core.settings import Settings
@@ -84,9 +87,15 @@ class Overview:
 
 
 async def dashboard_overview(
-    session: AsyncSession, program: Program, settings: Settings, now: datetime
+    session: AsyncSession,
+    program: Program,
+    settings: Settings,
+    now: datetime,
+    *,
+    messages: list[MessageTally] | None = None,
 ) -> Overview:
-    """The dashboard of ``program`` as of ``now``."""
+    """The dashboard of ``program`` as of ``now``; ``messages``, when given, are the
+    tallies of :func:`message_tallies` read a moment ago, shown again instead of counted."""
     zone = settings.zone
     today = now.astimezone(zone).date()
     sizes = dict(
@@ -113,7 +122,7 @@ async def dashboard_overview(
         stages=stages,
         snapshot_day=snapshot_day,
         programme=_kpis(programme, tuple(programme.values) if programme else ()),
-        messages=await _message_tallies(session, today, zone_start=_day_start(today, settings)),
+        messages=await message_tallies(session, settings, now) if messages is None else messages,
         health=SchedulerHealth(
             nodes=await scheduler_nodes(session, now),
             waiting=await waiting_messages(session),
@@ -141,14 +150,11 @@ def _series(days: list[SnapshotDay], kpi: str) -> list[float]:
     return [value for day in days if (value := day.values.get(kpi)) is not None]
 
 
-def _day_start(day: date, settings: Settings) -> datetime:
-    return datetime.combine(day, time(), settings.zone)
-
-
-async def _message_tallies(
-    session: AsyncSession, today: date, *, zone_start: datetime
+async def message_tallies(
+    session: AsyncSession, settings: Settings, now: datetime
 ) -> list[MessageTally]:
     """Messages due this week (the last seven days, today included), by channel and state."""
+    zone_start = datetime.combine(now.astimezone(settings.zone).date(), time(), settings.zone)
     week_start = zone_start - timedelta(days=6)
     due_today = case((OutboxMessage.due_at >= zone_start, 1), else_=0)
     rows = await session.execute(
@@ -158,7 +164,10 @@ async def _message_tallies(
             func.sum(due_today),
             func.count(),
         )
-        .where(OutboxMessage.due_at >= week_start)
+        # Every state named, so the week is read through the (state, due_at) index: left to
+        # itself SQLite walks the (channel, sent_at) index, every message ever planned
+        # (bench store, 5 million messages, 1.2 million this week: 4.1 s -> 2.9 s).
+        .where(OutboxMessage.state.in_(OUTBOX_STATES), OutboxMessage.due_at >= week_start)
         .group_by(OutboxMessage.channel, OutboxMessage.state)
         .order_by(OutboxMessage.channel, OutboxMessage.state)
     )

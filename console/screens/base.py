@@ -30,6 +30,9 @@ class StoreScreen(Screen[None]):
     LIVE: ClassVar[bool] = False
     """Read again every ``console.refresh_seconds`` while shown."""
     _loading: bool = False
+    """A load is asked for or under way."""
+    _loads: int = 0
+    """Loads asked for so far; the last one is the one that counts."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,20 +66,29 @@ class StoreScreen(Screen[None]):
             self.reload()
 
     def on_screen_resume(self) -> None:
-        self.reload()
+        # Textual resumes a mode's screen twice when it is first shown: a load asked for a
+        # moment ago reads the store as it is now.
+        if not self._loading:
+            self.reload()
 
     def reload(self) -> None:
         """Read again (in the background); a load still running is cancelled first."""
-        self._load_guarded()
+        self._loads += 1
+        self._loading = True
+        self._load_guarded(self._loads)
+
+    def forget(self) -> None:
+        """Drop what the screen keeps from one load to the next, so that the next load reads
+        everything again (the operator's reload, ``r``)."""
 
     @work(exclusive=True, group="load")
-    async def _load_guarded(self) -> None:
-        self._loading = True
+    async def _load_guarded(self, number: int) -> None:
         try:
             if await self._guarded(self.load):
                 self.first_load.set()
         finally:
-            self._loading = False
+            if number == self._loads:  # not a load that a newer one cancelled
+                self._loading = False
 
     def run_guarded(self, action: Callable[[], Awaitable[object]], *, group: str) -> None:
         """Run ``action`` (an operator's action, a poll) in a worker; a database error

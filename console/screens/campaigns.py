@@ -7,6 +7,7 @@ measured. Enter opens a campaign's runs, each with whom it left out and why.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 from zoneinfo import ZoneInfo
@@ -16,11 +17,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from console.screens.base import StoreScreen
 from console.screens.confirm import ConfirmScreen
 from console.widgets.figures import count_text, moment_text
+from console.widgets.footer import KeysFooter
+from console.widgets.tables import Row, refill
 from core import clock
 from core.campaigns import (
     CampaignDetail,
@@ -37,6 +40,9 @@ from core.measure.uplift import CampaignUplift, Verdict
 from core.planner.launch import run_campaign_now
 from core.policy import Outcome
 
+UPLIFT_SECONDS = 60.0
+"""How long measured uplifts are shown before they are measured again (they are judged
+over goal windows of days; reload, ``r``, measures them at once)."""
 _VERDICT_STYLES = {Verdict.UPLIFT: "green", Verdict.NEGATIVE: "red"}
 _ACTIONS = frozenset({"pause", "resume", "run_now"})
 """The actions that change anything: hidden when the console is read-only."""
@@ -80,6 +86,8 @@ class CampaignsScreen(StoreScreen):
     def __init__(self) -> None:
         super().__init__()
         self._uplifts: dict[str, CampaignUplift] = {}
+        self._uplifts_at: float | None = None
+        """When the uplifts shown were measured (``time.monotonic``)."""
         self._summaries: dict[str, CampaignSummary] = {}
 
     def compose(self) -> ComposeResult:
@@ -88,7 +96,7 @@ class CampaignsScreen(StoreScreen):
             yield Static("Campaigns", classes="panel-title", id="campaigns-title")
             yield DataTable(id="campaigns", cursor_type="row", zebra_stripes=True)
             yield Static("", id="campaign-line")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -109,6 +117,8 @@ class CampaignsScreen(StoreScreen):
         async with context.store.reading() as session:
             summaries = await list_campaigns(session, clock.now(), context.settings.time_zone)
         self.show(summaries)
+        if self._uplifts_at is not None and time.monotonic() - self._uplifts_at < UPLIFT_SECONDS:
+            return
         async with context.store.reading() as session:
             uplifts = await campaign_uplifts(
                 session,
@@ -117,21 +127,20 @@ class CampaignsScreen(StoreScreen):
                 context.program.params,
             )
         self._uplifts = {uplift.name: uplift for uplift in uplifts}
-        table = self.query_one("#campaigns", DataTable)
-        zone = context.settings.zone
-        for summary in summaries:
-            uplift = uplift_text(self._uplifts.get(summary.name), zone)
-            table.update_cell(summary.name, "uplift", uplift, update_width=True)
+        self._uplifts_at = time.monotonic()
+        self.show(summaries)
+
+    def forget(self) -> None:
+        self._uplifts_at = None  # the next load measures them again
 
     def show(self, summaries: list[CampaignSummary]) -> None:
-        """The campaigns in the table, the cursor kept on the campaign it was on."""
-        table = self.query_one("#campaigns", DataTable)
-        current = self.selected()
-        table.clear()
+        """The campaigns in the table with the uplifts measured last, the cursor kept on
+        the campaign it was on."""
         zone = self.context.settings.zone
+        rows: list[Row] = []
         for s in summaries:
             last = s.last_run
-            table.add_row(
+            cells = [
                 s.name,
                 Text(s.status, style="yellow" if s.status == "paused" else ""),
                 uplift_text(self._uplifts.get(s.name), zone),
@@ -141,13 +150,12 @@ class CampaignsScreen(StoreScreen):
                 s.kind.replace("_", "-"),
                 count_text(s.priority),
                 s.target,
-                key=s.name,
-            )
+            ]
+            rows.append((s.name, cells))
+        refill(self.query_one("#campaigns", DataTable), rows)
         self._summaries = {s.name: s for s in summaries}
         title = f"Campaigns: {len(summaries)} (times in {self.context.settings.time_zone})"
         self.query_one("#campaigns-title", Static).update(title)
-        if current is not None and current in table.rows:
-            table.move_cursor(row=table.get_row_index(current))
         self._describe(self.selected())
 
     @on(DataTable.RowHighlighted, "#campaigns")
@@ -260,7 +268,7 @@ class CampaignDetailScreen(StoreScreen):
             with Vertical(classes="panel", id="campaign-exclusions-panel"):
                 yield Static("Left out of the run, by reason", classes="panel-title")
                 yield DataTable(id="campaign-exclusions", cursor_type="none")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         super().on_mount()

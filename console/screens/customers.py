@@ -3,6 +3,7 @@ compare the stages' behaviour (the explorer queries of :mod:`core.explore`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -12,10 +13,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widget import Widget
+from textual.widget import AwaitMount, Widget
 from textual.widgets import (
     DataTable,
-    Footer,
     Header,
     Input,
     Static,
@@ -25,6 +25,7 @@ from textual.widgets import (
 
 from console.screens.base import StoreScreen
 from console.widgets.figures import count_text, moment_text
+from console.widgets.footer import KeysFooter
 from console.widgets.tables import refill
 from core import clock
 from core.customer_profile import (
@@ -81,6 +82,9 @@ class CustomersScreen(StoreScreen):
         self.customer_id: int | None = None
         self._behaviour_wanted = False
         self._behaviour: Behaviour | None = None
+        self._building: dict[str, AwaitMount] = {}
+        """The tabs whose content is being mounted (or is), by pane id."""
+        self._built: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,33 +93,28 @@ class CustomersScreen(StoreScreen):
                 yield Input(placeholder="id, e-mail or the start of a name", id="search")
                 yield DataTable(id="matches", cursor_type="row", zebra_stripes=True)
                 yield Static("Type and press Enter.", id="matches-note")
-            with TabPane("Profile", id="profile-tab"), VerticalScroll(id="profile"):
-                yield _panel("Customer", Static("choose one on the Search tab", id="profile-head"))
-                yield _panel("Scores and value", Static("", id="profile-scores"))
-                yield _panel("Stage history", _table("profile-stages"))
-                yield _panel("Segments", Static("", id="profile-segments"))
-                yield _panel("Latest events", _table("profile-events"))
-                yield _panel("Messages", _table("profile-messages"))
-            with TabPane("Stage behaviour", id="behaviour-tab"), VerticalScroll(id="behaviour"):
-                yield _panel("Stages (last 30 days)", _table("stage-profiles"))
-                yield _panel("Categories bought (last 90 days)", _table("categories"))
-                yield _panel("First-month behaviour and retention", _table("retention"))
-        yield Footer()
+            # Filled the first time they are needed (see _build).
+            yield TabPane("Profile", id="profile-tab")
+            yield TabPane("Stage behaviour", id="behaviour-tab")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
-        columns = {
-            "#matches": ("id", "customer", "name", "e-mail", "stage"),
-            "#profile-stages": ("at", "from", "to"),
-            "#profile-events": ("at", "event", "value", "source"),
-            "#profile-messages": ("due / sent", "campaign", "channel", "outcome", "error"),
-            "#stage-profiles": ("stage", "customers", "active days", "days to 1st purchase"),
-            "#categories": ("category", "buyers", "share"),
-            "#retention": ("did in month 1", "customers", "retained", "without", "lift"),
-        }
-        for selector, names in columns.items():
-            self.query_one(selector, DataTable).add_columns(*names)
+        self.query_one("#matches", DataTable).add_columns(
+            "id", "customer", "name", "e-mail", "stage"
+        )
         self.query_one("#search", Input).focus()
+
+    async def _build(self, pane: str) -> None:
+        """Mount the content of tab ``pane`` unless it is there: most visits never open the
+        profile or the stage behaviour, and their six tables and panels took most of the
+        time it took to show the screen."""
+        if pane in self._built or pane not in _TABS:
+            return
+        if pane not in self._building:
+            self._building[pane] = self.query_one(f"#{pane}", TabPane).mount(_TABS[pane]())
+        await self._building[pane]  # by this call, or by one still under way
+        self._built.add(pane)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -158,24 +157,28 @@ class CustomersScreen(StoreScreen):
         self.query_one("#matches-note", Static).update("searching...")
         self.reload()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "matches" and event.row_key.value is not None:
             self.customer_id = int(event.row_key.value)
+            await self._build("profile-tab")
             self.query_one("#profile-head", Static).update("reading the profile...")
-            self.action_tab("profile-tab", "#profile")
+            await self.action_tab("profile-tab", "#profile")
             self.reload()
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id == "behaviour-tab" and not self._behaviour_wanted:
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id or ""
+        await self._build(pane)
+        if pane == "behaviour-tab" and not self._behaviour_wanted:
             self._behaviour_wanted = True
             self.reload()
 
-    def action_search(self) -> None:
-        self.action_tab("search-tab", "#search")
+    async def action_search(self) -> None:
+        await self.action_tab("search-tab", "#search")
 
-    def action_tab(self, pane: str, focus: str) -> None:
+    async def action_tab(self, pane: str, focus: str) -> None:
         """Show tab ``pane`` with the focus on ``focus`` in it (focus left on a hidden tab
         would move back to the search field, and bring the search tab back with it)."""
+        await self._build(pane)
         self.query_one(TabbedContent).active = pane
         self.query_one(focus).focus()
 
@@ -306,9 +309,50 @@ def _panel(title: str, body: Widget) -> Vertical:
     return Vertical(Static(title, classes="panel-title"), body, classes="panel")
 
 
-def _table(name: str) -> DataTable[object]:
+def _table(name: str, *columns: str) -> DataTable[object]:
     """A table to read, not to move about in."""
-    return DataTable(id=name, cursor_type="none")
+    table: DataTable[object] = DataTable(id=name, cursor_type="none")
+    table.add_columns(*columns)
+    return table
+
+
+def _profile_tab() -> Widget:
+    return VerticalScroll(
+        _panel("Customer", Static("choose one on the Search tab", id="profile-head")),
+        _panel("Scores and value", Static("", id="profile-scores")),
+        _panel("Stage history", _table("profile-stages", "at", "from", "to")),
+        _panel("Segments", Static("", id="profile-segments")),
+        _panel("Latest events", _table("profile-events", "at", "event", "value", "source")),
+        _panel(
+            "Messages",
+            _table("profile-messages", "due / sent", "campaign", "channel", "outcome", "error"),
+        ),
+        id="profile",
+    )
+
+
+def _behaviour_tab() -> Widget:
+    return VerticalScroll(
+        _panel(
+            "Stages (last 30 days)",
+            _table("stage-profiles", "stage", "customers", "active days", "days to 1st purchase"),
+        ),
+        _panel(
+            "Categories bought (last 90 days)", _table("categories", "category", "buyers", "share")
+        ),
+        _panel(
+            "First-month behaviour and retention",
+            _table("retention", "did in month 1", "customers", "retained", "without", "lift"),
+        ),
+        id="behaviour",
+    )
+
+
+_TABS: dict[str, Callable[[], Widget]] = {
+    "profile-tab": _profile_tab,
+    "behaviour-tab": _behaviour_tab,
+}
+"""The tabs filled when first needed, and what fills them."""
 
 
 def _head_text(profile: CustomerProfile, zone: ZoneInfo) -> Text:

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
-from textual.widgets import DataTable, Footer, Header, Sparkline, Static
+from textual.widgets import DataTable, Header, Sparkline, Static
 
 from console.screens.base import StoreScreen
 from console.widgets.figures import count_text, kpi_text
+from console.widgets.footer import KeysFooter
+from console.widgets.tables import refill
 from core import clock
 from core.durations import describe_span
-from core.overview import Overview, dashboard_overview
+from core.overview import MessageTally, Overview, dashboard_overview
+
+MESSAGES_SECONDS = 30.0
+"""How long the week's messages are shown before they are counted again: the rest of the
+dashboard is read every ``console.refresh_seconds``, but counting a week of messages takes
+seconds at a million customers (reload, ``r``, counts them at once)."""
 
 
 class DashboardScreen(StoreScreen):
     """Stage funnel, automated share, messages by channel, scheduler health and trends."""
 
     LIVE: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._messages: list[MessageTally] | None = None
+        self._messages_at = 0.0
+        """When the week's messages shown were counted (``time.monotonic``)."""
+        self._trends: dict[str, list[float]] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -37,7 +52,7 @@ class DashboardScreen(StoreScreen):
             with Vertical(classes="panel", id="trends-panel"):
                 yield Static("Coverage, last 30 days", classes="panel-title")
                 yield Vertical(id="trends")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -48,43 +63,66 @@ class DashboardScreen(StoreScreen):
 
     async def load(self) -> None:
         context = self.context
+        fresh = (
+            self._messages is not None and time.monotonic() - self._messages_at < MESSAGES_SECONDS
+        )
         async with context.store.reading() as session:
             overview = await dashboard_overview(
-                session, context.program, context.settings, clock.now()
+                session,
+                context.program,
+                context.settings,
+                clock.now(),
+                messages=self._messages if fresh else None,
             )
+        if not fresh:
+            self._messages, self._messages_at = overview.messages, time.monotonic()
         self.show(overview)
+
+    def forget(self) -> None:
+        self._messages = None
 
     def show(self, overview: Overview) -> None:
         """Lay ``overview`` out on the panels."""
-        funnel = self.query_one("#funnel", DataTable)
-        funnel.clear()
-        for stage in overview.stages:
-            funnel.add_row(
-                stage.name,
-                count_text(stage.customers),
-                kpi_text(stage.kpis.get("coverage")),
-                kpi_text(stage.kpis.get("conversion")),
-                key=stage.name,
-            )
-        messages = self.query_one("#messages", DataTable)
-        messages.clear()
-        for tally in overview.messages:
-            messages.add_row(
-                tally.channel, tally.outcome, count_text(tally.today), count_text(tally.week)
-            )
-        if not overview.messages:
-            messages.add_row("-", "none this week", "", "")
+        refill(
+            self.query_one("#funnel", DataTable),
+            [
+                (
+                    stage.name,
+                    [
+                        stage.name,
+                        count_text(stage.customers),
+                        kpi_text(stage.kpis.get("coverage")),
+                        kpi_text(stage.kpis.get("conversion")),
+                    ],
+                )
+                for stage in overview.stages
+            ],
+        )
+        refill(
+            self.query_one("#messages", DataTable),
+            [
+                (
+                    f"{tally.channel} {tally.outcome}",
+                    [tally.channel, tally.outcome, count_text(tally.today), count_text(tally.week)],
+                )
+                for tally in overview.messages
+            ]
+            or [("none", ["-", "none this week", "", ""])],
+        )
         self.query_one("#health", Static).update(_health_text(overview))
         self.query_one("#programme", Static).update(_programme_text(overview))
         self._show_trends(overview)
 
     def _show_trends(self, overview: Overview) -> None:
-        trends = self.query_one("#trends", Vertical)
         series = {
             stage.name: overview.trends.get(stage.name, {}).get("coverage", [])
             for stage in overview.stages
         }
         shown = {name: values for name, values in series.items() if len(values) > 1}
+        if shown == self._trends:
+            return  # a new snapshot comes once a day; the live reloads in between change nothing
+        self._trends = shown
+        trends = self.query_one("#trends", Vertical)
         trends.remove_children()
         if not shown:
             trends.mount(Static("No daily KPI snapshots yet: the scheduler writes one a day."))

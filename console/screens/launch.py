@@ -21,11 +21,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Button, DataTable, Footer, Header, Input, ProgressBar, Select, Static
+from textual.widgets import Button, DataTable, Header, Input, ProgressBar, Select, Static
 
 from console.screens.base import StoreScreen
 from console.screens.confirm import TypedConfirmScreen
 from console.widgets.figures import count_text, moment_text
+from console.widgets.footer import KeysFooter
 from core import clock
 from core.errors import CadenceError, CampaignError
 from core.outbox import RunDelivery, run_delivery_progress
@@ -176,7 +177,7 @@ class LaunchScreen(StoreScreen):
                 yield Static("Delivery", classes="panel-title")
                 yield ProgressBar(id="launch-progress", show_eta=False)
                 yield Static("not launched yet", id="launch-status")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         super().on_mount()

@@ -11,10 +11,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from console.screens.base import StoreScreen
 from console.widgets.figures import moment_text
+from console.widgets.footer import KeysFooter
 from console.widgets.tables import highlighted_key, refill
 from core.outbox_view import (
     OUTBOX_STATES,
@@ -60,7 +61,7 @@ class OutboxScreen(StoreScreen):
         with Vertical(classes="panel", id="outbox-panel"):
             yield Static("", classes="panel-title", id="outbox-title")
             yield DataTable(id="outbox", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -151,7 +152,7 @@ class MessageScreen(StoreScreen):
             with Vertical(classes="panel", id="message-html-panel"):
                 yield Static("HTML source", classes="panel-title")
                 yield Static("", id="message-html")
-        yield Footer()
+        yield KeysFooter()
 
     async def load(self) -> None:
         context = self.context

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
-from textual.widgets import DataTable, Footer, Header, Log, Static
+from textual.widgets import DataTable, Header, Log, Static
 
 from console.log_tail import LINES
 from console.screens.base import StoreScreen
 from console.widgets.figures import moment_text
+from console.widgets.footer import KeysFooter
 from console.widgets.tables import highlighted_key, refill
 from core import clock
 from core.durations import describe_span
@@ -82,7 +83,7 @@ class SchedulerScreen(StoreScreen):
             with Vertical(classes="panel", id="log-panel"):
                 yield Static("Log (this process)", classes="panel-title")
                 yield Log(id="log", max_lines=LINES)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         super().on_mount()

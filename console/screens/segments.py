@@ -6,10 +6,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from console.screens.base import StoreScreen
 from console.widgets.figures import count_text, moment_text, spark_text
+from console.widgets.footer import KeysFooter
 from console.widgets.tables import highlighted_key, refill
 from core import clock
 from core.segment_overview import TREND_DAYS, SegmentRow, segment_overview
@@ -31,7 +32,7 @@ class SegmentsScreen(StoreScreen):
         with Vertical(classes="panel", id="segment-panel"):
             yield Static("", classes="panel-title", id="segment-title")
             yield Static("reading the store...", id="segment-detail")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         super().on_mount()
