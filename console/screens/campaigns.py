@@ -7,6 +7,7 @@ measured. Enter opens a campaign's runs, each with whom it left out and why.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
@@ -43,6 +44,9 @@ from core.policy import Outcome
 UPLIFT_SECONDS = 60.0
 """How long measured uplifts are shown before they are measured again (they are judged
 over goal windows of days; reload, ``r``, measures them at once)."""
+UPLIFT_WAIT = 0.2
+"""Seconds the list waits for its uplift before it is shown without it: on a small store
+the table is filled once, with both."""
 _VERDICT_STYLES = {Verdict.UPLIFT: "green", Verdict.NEGATIVE: "red"}
 _ACTIONS = frozenset({"pause", "resume", "run_now"})
 """The actions that change anything: hidden when the console is read-only."""
@@ -116,19 +120,29 @@ class CampaignsScreen(StoreScreen):
         context = self.context
         async with context.store.reading() as session:
             summaries = await list_campaigns(session, clock.now(), context.settings.time_zone)
-        self.show(summaries)
         if self._uplifts_at is not None and time.monotonic() - self._uplifts_at < UPLIFT_SECONDS:
+            self.show(summaries)
             return
+        measuring = asyncio.ensure_future(self._measure())
+        try:
+            if not (await asyncio.wait({measuring}, timeout=UPLIFT_WAIT))[0]:
+                self.show(summaries)  # the list now, the uplift once measured
+            uplifts = await measuring
+        finally:
+            measuring.cancel()  # this load was cancelled meanwhile (nothing, once measured)
+        self._uplifts = {uplift.name: uplift for uplift in uplifts}
+        self._uplifts_at = time.monotonic()
+        self.show(summaries)
+
+    async def _measure(self) -> list[CampaignUplift]:
+        context = self.context
         async with context.store.reading() as session:
-            uplifts = await campaign_uplifts(
+            return await campaign_uplifts(
                 session,
                 clock.now(),
                 context.settings.measure.min_sample_per_arm,
                 context.program.params,
             )
-        self._uplifts = {uplift.name: uplift for uplift in uplifts}
-        self._uplifts_at = time.monotonic()
-        self.show(summaries)
 
     def forget(self) -> None:
         self._uplifts_at = None  # the next load measures them again

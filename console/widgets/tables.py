@@ -18,17 +18,23 @@ def refill(table: DataTable[Any], rows: Iterable[Row]) -> None:
     when that row is still there (a live screen reloads under the operator's cursor).
 
     When the rows are the ones shown, in the same order (a live screen's reload, mostly),
-    only the cells that changed are written: clearing the table would measure and lay
-    out every cell again.
+    and few of their cells changed, only those are written: clearing the table would
+    measure and lay out every cell again. Many are not: a changed cell narrower than its
+    column makes the table measure the whole column again.
     """
     rows = list(rows)
     if [key for key, _ in rows] == [row.key.value for row in table.ordered_rows]:
         columns = [column.key for column in table.ordered_columns]
-        for key, cells in rows:
-            for column, cell, shown in zip(columns, cells, table.get_row(key), strict=True):
-                if not _same(cell, shown):
-                    table.update_cell(key, column, cell, update_width=True)
-        return
+        changed = [
+            (key, column, cell)
+            for key, cells in rows
+            for column, cell, shown in zip(columns, cells, table.get_row(key), strict=True)
+            if not _same(cell, shown)
+        ]
+        if len(changed) <= len(columns):
+            for key, column, cell in changed:
+                table.update_cell(key, column, cell, update_width=True)
+            return
     current = highlighted_key(table)
     table.clear()
     for key, cells in rows:
