@@ -8,8 +8,8 @@ rows in ``sending``; once the lease runs out another worker claims them again,
 so a restart resumes where it stopped. Recording checks the owner, so a
 worker whose lease ran out cannot overwrite the new owner's result.
 
-A send is recorded the moment the server accepts it, in ``outbox_sends``
-(:func:`record_sent`), and folded into its row later, a batch at a time
+A send is recorded the moment the server accepts it; on SQLite in ``outbox_sends``
+(:func:`record_sent`), folded into its row later, a batch at a time
 (:func:`fold_sends`): every claim folds first, and a row with a recorded send
 is never taken over, so a sent message is never sent again.
 
@@ -160,9 +160,10 @@ async def record_sent(
     returns how many this owner still held (the others were taken over after the lease
     ran out and are not touched).
 
-    Delivery calls this for every few messages, so it appends to ``outbox_sends``
-    (see :class:`core.models.OutboxSend`) through the driver directly (see
-    :mod:`core.db.direct`); :func:`fold_sends` marks the rows sent later.
+    Delivery calls this for every few messages, through the driver directly (see
+    :mod:`core.db.direct`). On SQLite it appends to ``outbox_sends`` (see
+    :class:`core.models.OutboxSend`) and :func:`fold_sends` marks the rows sent later;
+    on PostgreSQL it marks them sent at once.
     """
     if not outbox_ids:
         return 0
@@ -179,11 +180,12 @@ _RECORD_SENT_SQLITE = (
     "INSERT OR IGNORE INTO outbox_sends (outbox_id, sent_at) SELECT id, ? FROM outbox "
     "WHERE id IN (SELECT value FROM json_each(?)) AND +state = 'sending' AND lease_owner = ?"
 )
-# FOR SHARE: a node taking over an expired lease skips the row until this commits.
+# PostgreSQL marks the row itself sent, as before outbox_sends: with the log, a killed
+# worker's successor sent hundreds of recorded messages again once in CI (cause not found).
 _RECORD_SENT_POSTGRESQL = (
-    "INSERT INTO outbox_sends (outbox_id, sent_at) SELECT id, $1 FROM outbox "
-    "WHERE id = ANY($2::bigint[]) AND state = 'sending' AND lease_owner = $3 FOR SHARE "
-    "ON CONFLICT DO NOTHING"
+    "UPDATE outbox SET state = 'sent', next_attempt_at = NULL, lease_owner = NULL, "
+    "error = NULL, sent_at = $1 "
+    "WHERE id = ANY($2::bigint[]) AND state = 'sending' AND lease_owner = $3"
 )
 
 

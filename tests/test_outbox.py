@@ -103,7 +103,7 @@ async def test_an_expired_lease_returns_the_message_and_the_old_owner_cannot_rec
     assert await _sent(store, "new", queued[:1]) == 1
     async with store.transaction() as session:
         await record_settled(session, "dead", [Settled(queued[1], "failed", "late")])
-    assert await _fold(store) == 1
+    assert await _fold(store) == (1 if store.backend == "sqlite" else 0)
     states = await outbox_states(store)
     assert states[queued[0]] == ("sent", None)
     assert states[queued[1]] == ("sending", None)
@@ -115,7 +115,9 @@ async def test_a_recorded_send_is_never_taken_over_and_folds_at_its_time(store: 
     assert await _claim(store, "slow") == queued
     # The server accepted the first message; then the worker stalled past its lease.
     assert await _sent(store, "slow", queued[:1]) == 1
-    assert (await outbox_states(store))[queued[0]] == ("sending", None)
+    # SQLite keeps the record beside the row until a claim folds it; PostgreSQL marks it.
+    recorded = "sending" if store.backend == "sqlite" else "sent"
+    assert (await outbox_states(store))[queued[0]] == (recorded, None)
     assert await _claim(store, "new", at=LEASE + timedelta(seconds=1)) == queued[1:]
     async with store.reading() as session:
         rows = await session.execute(
@@ -162,7 +164,7 @@ async def test_the_hourly_window_counts_sent_and_in_flight_messages(store: Store
     await _claim(store, "a", limit=3)
     await _sent(store, "a", queued[:2])
     # The same counts before the sends are folded into their rows and after.
-    for folded in (2, 0):
+    for folded in (2 if store.backend == "sqlite" else 0, 0):
         async with store.transaction() as session:
             assert await sent_since(session, "email", NOW - timedelta(hours=1)) == 3
             assert await sent_since(session, "email", NOW) == 1
