@@ -46,12 +46,28 @@ class FixedClock:
         self._at = as_utc(at)
 
 
+class ShiftedClock:
+    """The wall clock moved by a fixed offset: time flows, from another starting point
+    (the demo runs as of a daytime moment when it is night for its customers)."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self._offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+
 _current: Clock = SystemClock()
 
 
 def now() -> datetime:
     """The current time as an aware UTC datetime."""
     return _current.now()
+
+
+def is_wall_clock() -> bool:
+    """Whether "now" is the machine's wall clock (no ``--now``, no test or simulation)."""
+    return isinstance(_current, SystemClock)
 
 
 def install(clock: Clock) -> None:

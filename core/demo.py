@@ -16,14 +16,17 @@ the database.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from config import DEFAULT_CONFIG_DIR, DEFAULT_SETTINGS_FILE
 from core import clock
 from core.db import Store, open_store
 from core.delivery import DeliveryStats
+from core.demo_data import TIME_ZONES as DEMO_TIME_ZONES
 from core.errors import CadenceError
 from core.lifecycle import StageOverview, stage_overview
 from core.measure.campaign_report import campaign_uplifts
@@ -32,6 +35,7 @@ from core.measure.stages import StageKpis, stage_kpis
 from core.measure.uplift import CampaignUplift
 from core.planner.runs import plans_since
 from core.planner.tick import RunPlan
+from core.policy.quiet_hours import QuietHours
 from core.program import load_program
 from core.scheduler.jobs import REQUESTS_JOB
 from core.scheduler.records import recent_job_runs
@@ -46,6 +50,46 @@ from core.workers import run_delivery
 
 MONTH_DAYS = 30
 """How long before "now" the demo's program went live: the simulated month."""
+
+_AWAKE_MARGIN = timedelta(hours=1)
+"""How long after the demo's moment its customers stay outside quiet hours, so the first
+run's delivery and the console's first minutes happen while marketing may go."""
+
+
+def simulation_start(now: datetime, month_days: int) -> datetime:
+    """When the demo's simulated month starts. It ends a day before now: the latest slot of
+    every daily cycle and the last day's journey steps are left to the live scheduler's
+    first tick, which sends them to the sink, so the demo shows a real first run."""
+    return now - timedelta(days=month_days + 1)
+
+
+def daytime_moment(now: datetime, quiet: QuietHours | None) -> datetime:
+    """The latest quarter hour up to ``now`` when, for the next hour, no demo customer is in
+    quiet hours: the moment the demo runs as of, so its first run reaches people whatever
+    the hour it is started at. ``now`` itself when it already is such a moment."""
+    if quiet is None:
+        return now
+    zones = [ZoneInfo(name) for name in DEMO_TIME_ZONES]
+
+    def awake(moment: datetime) -> bool:
+        return all(
+            quiet.release(at, zone) is None
+            for at in (moment, moment + _AWAKE_MARGIN)
+            for zone in zones
+        )
+
+    if awake(now):
+        return now
+    moment = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    for _ in range(4 * 48):
+        if awake(moment):
+            return moment
+        moment -= timedelta(minutes=15)
+    raise CadenceError(
+        f"quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} leave the demo's customers no "
+        'hour to be reached; set [policy] quiet_hours to a shorter window or "off" in the '
+        "demo's cadence.toml"
+    )
 
 
 def prepare_demo_directory(directory: Path) -> Path:
@@ -96,11 +140,18 @@ class DemoDelivery:
 
 
 async def run_demo(
-    settings: Settings, *, customers: int, days: int, seed: int, month_days: int = MONTH_DAYS
+    settings: Settings,
+    *,
+    customers: int,
+    days: int,
+    seed: int,
+    month_days: int = MONTH_DAYS,
+    progress: Callable[[datetime], None] | None = None,
 ) -> DemoResult:
     """Create the schema, fill it with ``days`` days of demo history, simulate the last
     ``month_days`` of them with the program live, plan what is due now and deliver it
-    into a local SMTP sink; what the demo shows, measured as of now."""
+    into a local SMTP sink; what the demo shows, measured as of now. ``progress`` hears
+    of every simulated moment reached."""
     program = load_program(settings.resolve(settings.program_dir))
     store = open_store(settings)
     now = clock.now()
@@ -108,11 +159,13 @@ async def run_demo(
         customers=customers,
         days=month_days,
         seed=seed,
-        start=now - timedelta(days=month_days),
+        start=simulation_start(now, month_days),
         history_days=max(days - month_days, 1),
     )
     try:
-        simulated = await run_simulation(store, settings, spec, settings.config_dir / "simulated")
+        simulated = await run_simulation(
+            store, settings, spec, settings.config_dir / "simulated", progress
+        )
         segments = await refresh_segments(store, program, now)
         jobs = await _first_scheduler_tick(store, settings)
         delivery = await _deliver_to_sink(store, settings)

@@ -69,6 +69,8 @@ _MARKETS = (
     ),
 )
 _MARKET_WEIGHTS = (3, 3, 2, 2)
+TIME_ZONES = tuple(market[1] for market in _MARKETS)
+"""The time zones demo customers live in."""
 
 _CATEGORIES = {
     # category: (number of products, typical price)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -512,6 +513,12 @@ def test_demo_runs_in_an_empty_folder_and_prints_the_summary(cli: Cli) -> None:
     for campaign in ("active-hv-monthly-offer", "new-second-purchase", "inactive-winback"):
         assert campaign in out
     assert count(cli.cwd / "cadence-demo" / "cadence.db", "outbox") > 0
+    # The first run goes out by e-mail to the demo's local SMTP sink and arrives there.
+    delivered = re.search(r"(\d+) e-mails sent to a local SMTP sink, (\d+) arrived", out)
+    assert delivered is not None, out
+    sent, arrived = (int(figure) for figure in delivered.groups())
+    assert sent == arrived > 0
+    assert len(list((cli.cwd / "cadence-demo" / "sink" / "new").iterdir())) == arrived
     database = cli.cwd / "cadence-demo" / "cadence.db"
     assert database.is_file()
     assert count(database, "customers") == 300

@@ -4,7 +4,8 @@ known true effect of every campaign, and the KPIs it ends with."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,31 @@ from rich.table import Table
 
 from core.cli.app import cli, common_options, err, load_command_settings, out, run_fast
 from core.db import open_store
+
+
+@contextmanager
+def simulation_progress(
+    start: datetime, days: int, wanted: bool = True
+) -> Iterator[Callable[[datetime], None] | None]:
+    """A bar of simulated days on a terminal's standard error; yields the callback that
+    moves it, or None when there is no terminal (or no bar is ``wanted``)."""
+    if not (wanted and err.is_terminal):
+        yield None
+        return
+    with Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("day {task.completed:.0f}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("days", total=days)
+
+        def reached(moment: datetime) -> None:
+            bar.update(task, completed=(moment - start).total_seconds() / 86400)
+
+        yield reached
 
 
 def _clear_previous_run(directory: Path) -> None:
@@ -111,23 +137,8 @@ def simulate(
         finally:
             await store.close()
 
-    if output_format == "table" and err.is_terminal:
-        with Progress(
-            TextColumn("simulating"),
-            BarColumn(),
-            TextColumn("day {task.completed:.0f}/{task.total}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("days", total=days)
-
-            def reached(moment: datetime) -> None:
-                bar.update(task, completed=(moment - spec.start).total_seconds() / 86400)
-
-            report = run_fast(work(reached))
-    else:
-        report = run_fast(work(None))
+    with simulation_progress(spec.start, days, output_format == "table") as reached:
+        report = run_fast(work(reached))
     if output_format == "json":
         out.print_json(json.dumps(report.as_dict()))
         return

@@ -26,6 +26,7 @@ from core.cli.app import (
     safe_url,
     with_store,
 )
+from core.cli.simulate_commands import simulation_progress
 from core.db import Store
 from core.errors import CadenceError
 from core.ingest import ImportReport, Kind, import_file
@@ -296,18 +297,30 @@ def demo(
     from core.cli.intel_commands import print_stage_overview
     from core.cli.report_commands import print_report
     from core.cli.run_commands import print_plans
-    from core.demo import prepare_demo_directory, run_demo
+    from core.demo import prepare_demo_directory, run_demo, simulation_start
     from core.measure.campaign_report import campaigns_report
     from core.measure.kpi_report import stages_report
 
     load_command_settings()  # --now applies to the demo too
     settings = load_settings(prepare_demo_directory(directory))
+    if clock.is_wall_clock():
+        _run_as_of_daytime(settings)
     out.print(
-        f"Simulating the program's first {month_days} days over {customers:,} demo customers..."
+        f"Simulating the program's first {month_days} days over {customers:,} demo customers "
+        "(a minute or two)..."
     )
-    result = run_fast(
-        run_demo(settings, customers=customers, days=days, seed=seed, month_days=month_days)
-    )
+    start = simulation_start(clock.now(), month_days)
+    with simulation_progress(start, month_days) as reached:
+        result = run_fast(
+            run_demo(
+                settings,
+                customers=customers,
+                days=days,
+                seed=seed,
+                month_days=month_days,
+                progress=reached,
+            )
+        )
     print_summary(result.summary)
     print_stage_overview(result.stages, clock.now())
     largest = sorted(result.segments, key=lambda segment: segment.size, reverse=True)[:8]
@@ -357,6 +370,23 @@ def demo(
         open_console = sys.stdin.isatty() and sys.stdout.isatty()
     if open_console:
         _open_demo_console(settings, directory)
+
+
+def _run_as_of_daytime(settings: Settings) -> None:
+    """At night for the demo's customers (quiet hours), run the demo as of the latest
+    daytime moment instead, its clock flowing from there, so its first run reaches them."""
+    from core.demo import daytime_moment
+
+    now = clock.now()
+    moment = daytime_moment(now, settings.policy.quiet)
+    if moment == now:
+        return
+    clock.install(clock.ShiftedClock(moment - now))
+    out.print(
+        f"It is quiet hours ({settings.policy.quiet_hours}) for the demo's customers, so the "
+        f"demo runs as of {moment:%Y-%m-%d %H:%M} UTC, when they can be reached "
+        "(pass --now to choose the moment)."
+    )
 
 
 def _open_demo_console(settings: Settings, directory: Path) -> None:
