@@ -3,7 +3,8 @@ screens over a large store, and how much memory it needs.
 
 The store is the KPI benchmark's (:func:`core.bench_kpi.kpi_database`: a million
 customers by default, staged, with a hundred campaigns and their outbox rows), plus
-the KPI snapshot of its last day, built once (in a child process, so the building
+the KPI snapshot of its last day and the figures the scheduler stores for the console
+(:mod:`core.figures`: uplifts, message counts), built once (in a child process, so the building
 does not count towards the console's memory) and copied fresh for each run. The console
 then starts headless (Textual's own headless driver, at 160x48) on the copy:
 ``start_to_dashboard_ms`` runs from creating the app to the dashboard painted with
@@ -31,7 +32,9 @@ from console.screens.base import StoreScreen
 from core import clock
 from core.bench_data import BENCH_NOW, cached_file, open_store
 from core.bench_kpi import kpi_database, kpi_store
+from core.figures import write_message_counts, write_uplifts
 from core.measure.snapshots import write_kpi_snapshot
+from core.migrations import upgrade
 from core.program import Program, load_program
 from core.settings import Settings
 
@@ -114,8 +117,9 @@ def _build(settings: Settings, customers: int) -> Path:
 
 
 async def _console_database(settings: Settings, customers: int) -> Path:
-    """The KPI benchmark's store with the snapshot of its last full day, which the
-    dashboard reads (the scheduler would have written it)."""
+    """The KPI benchmark's store with the snapshot of its last full day, the campaigns'
+    uplifts and the week's message counts, which the console reads (the scheduler would
+    have written them)."""
     program = _program(settings)
     kpis = await kpi_database(settings, program, customers)
 
@@ -123,10 +127,13 @@ async def _console_database(settings: Settings, customers: int) -> Path:
         await asyncio.to_thread(shutil.copyfile, kpis, path)
         store = open_store(settings, path)
         try:
+            await upgrade(store)  # the KPI store may have been built by an older Cadence
             with clock.using(clock.FixedClock(BENCH_NOW)):
                 day = BENCH_NOW.astimezone(settings.zone).date() - timedelta(days=1)
                 await write_kpi_snapshot(store, program, settings, day)
+                await write_uplifts(store, program, settings, BENCH_NOW)
+                await write_message_counts(store, settings, BENCH_NOW)
         finally:
             await store.close()
 
-    return await cached_file(f"console-{kpis.name}", build)
+    return await cached_file(f"console-figures-{kpis.name}", build)

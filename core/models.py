@@ -669,3 +669,41 @@ class KpiSnapshot(Base):
     """The program's target when the snapshot was written, if it has one."""
     window_days: Mapped[int] = mapped_column(Integer)
     computed_at: Mapped[datetime]
+
+
+class StoredUplift(Base):
+    """A campaign's uplift as the scheduler last measured it (see :mod:`core.figures`):
+    measuring every campaign's goal reads the goal events, too slow for a screen at a
+    million customers, so the console reads this row and says when it was measured."""
+
+    __tablename__ = "campaign_uplifts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    verdict: Mapped[str] = mapped_column(String(64))
+    """The :class:`core.measure.uplift.Verdict`'s value."""
+    uplift: Mapped[float | None]
+    """Absolute uplift (a rate difference); None when the verdict gives no figure."""
+    uplift_low: Mapped[float | None]
+    uplift_high: Mapped[float | None]
+    treated: Mapped[int] = mapped_column(Integer)
+    control: Mapped[int] = mapped_column(Integer)
+    """Members of each arm over the runs whose goal window closed."""
+    next_close: Mapped[datetime | None]
+    """When the earliest open run's goal window closes."""
+    computed_at: Mapped[datetime]
+
+
+class DailyMessageCount(Base):
+    """How many messages of one channel in one state were due on one day, as the scheduler
+    last counted them (see :mod:`core.figures`); the dashboard reads these rows."""
+
+    __tablename__ = "message_tallies"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    """The day the messages were due, in the program's time zone."""
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime]

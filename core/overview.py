@@ -2,27 +2,28 @@
 automated share, this week's messages by channel and outcome, the scheduler's health
 and the KPI trends.
 
-Everything here but the messages is cheap at a million customers: stage sizes are one
-``GROUP BY`` over the stage index, the KPIs come from the latest daily snapshot
-(:mod:`core.measure.snapshots`) instead of the events. The week's messages are counted
-through the outbox's ``(state, due_at)`` index, but their channel is read from each row:
-about three seconds for a million messages a week on SQLite, so the console counts them
-again only every so often (``messages``).
+Everything here is cheap at a million customers: stage sizes are one ``GROUP BY`` over
+the stage index, the KPIs come from the latest daily snapshot
+(:mod:`core.measure.snapshots`) instead of the events, and the week's messages from the
+counts the scheduler stores every minute (:mod:`core.figures`). Until it has stored any
+they are counted here, through the outbox's ``(state, due_at)`` index with each row's
+channel read: about three seconds for a million messages a week on SQLite, so the console
+counts them again only every so often (``messages``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.figures import DayCount, count_messages, stored_message_counts
 from core.measure.kpis import KpiValue, kpi_value
 from core.measure.snapshots import PROGRAMME, SnapshotDay, kpi_trends
-from core.models import CustomerStage, KpiSnapshot, OutboxMessage
+from core.models import CustomerStage, KpiSnapshot
 from core.outbox import waiting_messages
-from core.outbox_view import OUTBOX_STATES
 from core.program import Program
 from core.scheduler.records import JobRecord, NodeStatus, recent_job_runs, scheduler_nodes
 from core.settings import Settings
@@ -55,6 +56,16 @@ class MessageTally:
 
 
 @dataclass(frozen=True)
+class MessageTallies:
+    """The week's messages by channel and outcome, and when they were counted."""
+
+    tallies: list[MessageTally]
+    counted_at: datetime
+    stored: bool
+    """Counted by the scheduler (and stored), not by the reader a moment ago."""
+
+
+@dataclass(frozen=True)
 class SchedulerHealth:
     """Who leads, how fresh their heartbeat is, what waits and what failed lately."""
 
@@ -76,7 +87,7 @@ class Overview:
     snapshot_day: date | None
     """The day the KPIs describe; None when no snapshot was written yet."""
     programme: dict[str, KpiValue]
-    messages: list[MessageTally]
+    messages: MessageTallies
     health: SchedulerHealth
     trends: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     """Stage (``""`` for the program) -> KPI -> its daily values, oldest first."""
@@ -92,10 +103,10 @@ async def dashboard_overview(
     settings: Settings,
     now: datetime,
     *,
-    messages: list[MessageTally] | None = None,
+    messages: MessageTallies | None = None,
 ) -> Overview:
     """The dashboard of ``program`` as of ``now``; ``messages``, when given, are the
-    tallies of :func:`message_tallies` read a moment ago, shown again instead of counted."""
+    tallies of :func:`message_tallies` read a moment ago, shown again instead of read."""
     zone = settings.zone
     today = now.astimezone(zone).date()
     sizes = dict(
@@ -152,26 +163,30 @@ def _series(days: list[SnapshotDay], kpi: str) -> list[float]:
 
 async def message_tallies(
     session: AsyncSession, settings: Settings, now: datetime
-) -> list[MessageTally]:
-    """Messages due this week (the last seven days, today included), by channel and state."""
-    zone_start = datetime.combine(now.astimezone(settings.zone).date(), time(), settings.zone)
-    week_start = zone_start - timedelta(days=6)
-    due_today = case((OutboxMessage.due_at >= zone_start, 1), else_=0)
-    rows = await session.execute(
-        select(
-            OutboxMessage.channel,
-            OutboxMessage.state,
-            func.sum(due_today),
-            func.count(),
-        )
-        # Every state named, so the week is read through the (state, due_at) index: left to
-        # itself SQLite walks the (channel, sent_at) index, every message ever planned
-        # (bench store, 5 million messages, 1.2 million this week: 4.1 s -> 2.9 s).
-        .where(OutboxMessage.state.in_(OUTBOX_STATES), OutboxMessage.due_at >= week_start)
-        .group_by(OutboxMessage.channel, OutboxMessage.state)
-        .order_by(OutboxMessage.channel, OutboxMessage.state)
-    )
+) -> MessageTallies:
+    """Messages due this week (the last seven days, today included), by channel and state:
+    as the scheduler last counted them, or counted now if it has not yet."""
+    stored = await stored_message_counts(session)
+    if stored is not None:
+        counts, counted_at = stored
+        return MessageTallies(_tallies(counts, now, settings), counted_at, stored=True)
+    counts = await count_messages(session, settings, now)
+    return MessageTallies(_tallies(counts, now, settings), now, stored=False)
+
+
+def _tallies(counts: list[DayCount], now: datetime, settings: Settings) -> list[MessageTally]:
+    """``counts`` summed per channel and state over the week up to ``now``'s day, and
+    on that day alone."""
+    today = now.astimezone(settings.zone).date()
+    week_start = today - timedelta(days=6)
+    sums: dict[tuple[str, str], list[int]] = {}
+    for count in counts:
+        if count.day < week_start:
+            continue
+        tally = sums.setdefault((count.channel, count.state), [0, 0])
+        tally[0] += count.messages if count.day >= today else 0
+        tally[1] += count.messages
     return [
-        MessageTally(channel, state, int(today_count or 0), int(week))
-        for channel, state, today_count, week in rows.all()
+        MessageTally(channel, state, today_count, week)
+        for (channel, state), (today_count, week) in sorted(sums.items())
     ]

@@ -65,7 +65,7 @@ async def test_jobs_are_the_fixed_ones_and_one_per_active_cycle_campaign(
 
     names = [job.name for job in jobs]
     fixed = [REQUESTS_JOB, "refresh", "intel", "journeys", "date-triggers", "kpi-snapshots"]
-    fixed.append("cleanup")
+    fixed += ["uplifts", "message-counts", "cleanup"]
     assert names == [*fixed, f"{CYCLE_PREFIX}weekly"]
     cycle = jobs[-1].trigger.get_next_fire_time(None, NOW)
     assert cycle is not None and cycle.weekday() == 0 and cycle.hour == 10

@@ -1,8 +1,10 @@
 """Campaigns: every stored campaign with its last run and uplift; pause, resume, run now.
 
-The list comes first and the uplift after it (measuring every campaign's goal reads the
-goal events, which takes longer than the list): the table is on screen while it is
-measured. Enter opens a campaign's runs, each with whom it left out and why.
+The uplifts are the ones the scheduler measured last (:mod:`core.figures`), with when it
+measured them: measuring every campaign's goal reads the goal events, seconds at a million
+customers. Until the scheduler has stored any, the console measures them itself, the
+list first and the uplift after it: the table is on screen while they are measured.
+Enter opens a campaign's runs, each with whom it left out and why.
 """
 
 from __future__ import annotations
@@ -36,38 +38,38 @@ from core.campaigns import (
     resume_campaign,
 )
 from core.errors import CampaignError
+from core.figures import UpliftFigure, stored_uplifts
 from core.measure.campaign_report import campaign_uplifts
-from core.measure.uplift import CampaignUplift, Verdict
+from core.measure.uplift import Verdict
 from core.planner.launch import run_campaign_now
 from core.policy import Outcome
 
 UPLIFT_SECONDS = 60.0
-"""How long measured uplifts are shown before they are measured again (they are judged
-over goal windows of days; reload, ``r``, measures them at once)."""
+"""How long uplifts measured here are shown before they are measured again (they are
+judged over goal windows of days; reload, ``r``, measures them at once)."""
 UPLIFT_WAIT = 0.2
 """Seconds the list waits for its uplift before it is shown without it: on a small store
 the table is filled once, with both."""
-_VERDICT_STYLES = {Verdict.UPLIFT: "green", Verdict.NEGATIVE: "red"}
+_VERDICT_STYLES = {str(Verdict.UPLIFT): "green", str(Verdict.NEGATIVE): "red"}
 _ACTIONS = frozenset({"pause", "resume", "run_now"})
 """The actions that change anything: hidden when the console is read-only."""
 
 
-def uplift_text(uplift: CampaignUplift | None, zone: ZoneInfo) -> Text:
+def uplift_text(uplift: UpliftFigure | None, zone: ZoneInfo, missing: str) -> Text:
     """A campaign's uplift in points with its interval and verdict, or, when core gives no
-    figure, its verdict alone (``not enough data``, ``no control group, uplift unknown``)."""
+    figure, its verdict alone (``not enough data``, ``no control group, uplift unknown``);
+    ``missing`` when there is none to show."""
     if uplift is None:
-        return Text("measuring...", style="dim")
-    estimate = uplift.estimate
-    verdict = str(estimate.verdict)
-    interval = estimate.absolute_interval
-    if estimate.absolute is None or interval is None:
-        if estimate.verdict is Verdict.OPEN and uplift.next_close is not None:
+        return Text(missing, style="dim")
+    verdict = uplift.verdict
+    if uplift.uplift is None or uplift.low is None or uplift.high is None:
+        if verdict == Verdict.OPEN and uplift.next_close is not None:
             verdict += f" until {moment_text(uplift.next_close, zone)[:16]}"
         return Text(verdict, style="dim")
     return Text(
-        f"{estimate.absolute * 100:+.1f}pp [{interval.low * 100:+.1f}, "
-        f"{interval.high * 100:+.1f}] {verdict}",
-        style=_VERDICT_STYLES.get(estimate.verdict, ""),
+        f"{uplift.uplift * 100:+.1f}pp [{uplift.low * 100:+.1f}, "
+        f"{uplift.high * 100:+.1f}] {verdict}",
+        style=_VERDICT_STYLES.get(verdict, ""),
     )
 
 
@@ -89,9 +91,11 @@ class CampaignsScreen(StoreScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._uplifts: dict[str, CampaignUplift] = {}
+        self._uplifts: dict[str, UpliftFigure] = {}
         self._uplifts_at: float | None = None
-        """When the uplifts shown were measured (``time.monotonic``)."""
+        """When the uplifts shown were measured here (``time.monotonic``)."""
+        self._stored = False
+        """The uplifts shown are the scheduler's, not measured here."""
         self._summaries: dict[str, CampaignSummary] = {}
 
     def compose(self) -> ComposeResult:
@@ -120,6 +124,12 @@ class CampaignsScreen(StoreScreen):
         context = self.context
         async with context.store.reading() as session:
             summaries = await list_campaigns(session, clock.now(), context.settings.time_zone)
+            stored = await stored_uplifts(session)
+        self._stored = bool(stored)
+        if stored:
+            self._uplifts = stored
+            self.show(summaries)
+            return
         if self._uplifts_at is not None and time.monotonic() - self._uplifts_at < UPLIFT_SECONDS:
             self.show(summaries)
             return
@@ -130,19 +140,18 @@ class CampaignsScreen(StoreScreen):
             uplifts = await measuring
         finally:
             measuring.cancel()  # this load was cancelled meanwhile (nothing, once measured)
-        self._uplifts = {uplift.name: uplift for uplift in uplifts}
+        self._uplifts = uplifts
         self._uplifts_at = time.monotonic()
         self.show(summaries)
 
-    async def _measure(self) -> list[CampaignUplift]:
+    async def _measure(self) -> dict[str, UpliftFigure]:
         context = self.context
+        now = clock.now()
         async with context.store.reading() as session:
-            return await campaign_uplifts(
-                session,
-                clock.now(),
-                context.settings.measure.min_sample_per_arm,
-                context.program.params,
+            uplifts = await campaign_uplifts(
+                session, now, context.settings.measure.min_sample_per_arm, context.program.params
             )
+        return {uplift.name: UpliftFigure.of(uplift, now) for uplift in uplifts}
 
     def forget(self) -> None:
         self._uplifts_at = None  # the next load measures them again
@@ -157,7 +166,11 @@ class CampaignsScreen(StoreScreen):
             cells = [
                 s.name,
                 Text(s.status, style="yellow" if s.status == "paused" else ""),
-                uplift_text(self._uplifts.get(s.name), zone),
+                uplift_text(
+                    self._uplifts.get(s.name),
+                    zone,
+                    "not measured yet" if self._stored else "measuring...",
+                ),
                 _short_moment(moment_text(s.next_run_at, zone)),
                 _short_moment(moment_text(last.planned_at if last else None, zone)),
                 Text(f"{last.counts.queued:,}/{last.counts.targeted:,}" if last else "-"),
@@ -168,7 +181,11 @@ class CampaignsScreen(StoreScreen):
             rows.append((s.name, cells))
         refill(self.query_one("#campaigns", DataTable), rows)
         self._summaries = {s.name: s for s in summaries}
-        title = f"Campaigns: {len(summaries)} (times in {self.context.settings.time_zone})"
+        title = f"Campaigns: {len(summaries)} (times in {self.context.settings.time_zone}"
+        if self._stored and self._uplifts:
+            measured = min(figure.computed_at for figure in self._uplifts.values())
+            title += f"; uplift measured {_short_moment(moment_text(measured, zone))}"
+        title += ")"
         self.query_one("#campaigns-title", Static).update(title)
         self._describe(self.selected())
 
@@ -299,16 +316,21 @@ class CampaignDetailScreen(StoreScreen):
         now = clock.now()
         async with context.store.reading() as session:
             detail = await campaign_detail(session, self.campaign, now, context.settings.time_zone)
-            [uplift] = await campaign_uplifts(
-                session,
-                now,
-                context.settings.measure.min_sample_per_arm,
-                context.program.params,
-                self.campaign,
-            )
-        self.show(detail, uplift)
+            stored = await stored_uplifts(session, self.campaign)
+            if self.campaign in stored:
+                uplift, measured = stored[self.campaign], True
+            else:
+                [measuring] = await campaign_uplifts(
+                    session,
+                    now,
+                    context.settings.measure.min_sample_per_arm,
+                    context.program.params,
+                    self.campaign,
+                )
+                uplift, measured = UpliftFigure.of(measuring, now), False
+        self.show(detail, uplift, stored=measured)
 
-    def show(self, detail: CampaignDetail, uplift: CampaignUplift) -> None:
+    def show(self, detail: CampaignDetail, uplift: UpliftFigure, *, stored: bool) -> None:
         zone = self.context.settings.zone
         s = detail.summary
         about = Text()
@@ -320,7 +342,9 @@ class CampaignDetailScreen(StoreScreen):
         if s.schedule:
             about.append(f"schedule: {s.schedule}; next run {moment_text(s.next_run_at, zone)}\n")
         about.append("uplift: ")
-        about.append_text(uplift_text(uplift, zone))
+        about.append_text(uplift_text(uplift, zone, "-"))
+        if stored:
+            about.append(f" (measured {moment_text(uplift.computed_at, zone)[:16]})", style="dim")
         self.query_one("#campaign-about", Static).update(about)
         runs = self.query_one("#campaign-runs", DataTable)
         runs.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,17 +12,18 @@ from textual.containers import Grid, Vertical
 from textual.widgets import DataTable, Header, Sparkline, Static
 
 from console.screens.base import StoreScreen
-from console.widgets.figures import count_text, kpi_text
+from console.widgets.figures import count_text, kpi_text, moment_text
 from console.widgets.footer import KeysFooter
 from console.widgets.tables import refill
 from core import clock
 from core.durations import describe_span
-from core.overview import MessageTally, Overview, dashboard_overview
+from core.overview import MessageTallies, Overview, dashboard_overview
 
 MESSAGES_SECONDS = 30.0
-"""How long the week's messages are shown before they are counted again: the rest of the
-dashboard is read every ``console.refresh_seconds``, but counting a week of messages takes
-seconds at a million customers (reload, ``r``, counts them at once)."""
+"""How long the week's messages are shown before they are read again: the rest of the
+dashboard is read every ``console.refresh_seconds``, but until the scheduler has stored
+its counts, counting a week of messages takes seconds at a million customers (reload,
+``r``, reads them at once)."""
 
 
 class DashboardScreen(StoreScreen):
@@ -31,9 +33,9 @@ class DashboardScreen(StoreScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._messages: list[MessageTally] | None = None
+        self._messages: MessageTallies | None = None
         self._messages_at = 0.0
-        """When the week's messages shown were counted (``time.monotonic``)."""
+        """When the week's messages shown were read (``time.monotonic``)."""
         self._trends: dict[str, list[float]] | None = None
 
     def compose(self) -> ComposeResult:
@@ -47,7 +49,9 @@ class DashboardScreen(StoreScreen):
                 yield Static("reading the store...", id="health")
                 yield Static("", id="programme")
             with Vertical(classes="panel", id="messages-panel"):
-                yield Static("Messages due today / this week", classes="panel-title")
+                yield Static(
+                    "Messages due today / this week", classes="panel-title", id="messages-title"
+                )
                 yield DataTable(id="messages", cursor_type="none")
             with Vertical(classes="panel", id="trends-panel"):
                 yield Static("Coverage, last 30 days", classes="panel-title")
@@ -105,9 +109,12 @@ class DashboardScreen(StoreScreen):
                     f"{tally.channel} {tally.outcome}",
                     [tally.channel, tally.outcome, count_text(tally.today), count_text(tally.week)],
                 )
-                for tally in overview.messages
+                for tally in overview.messages.tallies
             ]
             or [("none", ["-", "none this week", "", ""])],
+        )
+        self.query_one("#messages-title", Static).update(
+            _messages_title(overview, self.context.settings.zone)
         )
         self.query_one("#health", Static).update(_health_text(overview))
         self.query_one("#programme", Static).update(_programme_text(overview))
@@ -154,6 +161,15 @@ def _health_text(overview: Overview) -> Text:
     else:
         text.append("no failed job runs", style="green")
     return text
+
+
+def _messages_title(overview: Overview, zone: ZoneInfo) -> str:
+    """The panel's title, with when the scheduler counted the messages (when it did)."""
+    title = "Messages due today / this week"
+    messages = overview.messages
+    if not messages.stored:
+        return title
+    return f"{title}, counted {moment_text(messages.counted_at, zone)[5:16]}"
 
 
 def _programme_text(overview: Overview) -> Text:

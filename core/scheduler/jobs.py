@@ -3,12 +3,12 @@
 Fixed jobs: the request tick (launches, "run now", due runs: every
 ``scheduler.tick_seconds``), the stage and segment refresh, the nightly
 intelligence refresh, the journeys' tick, the date triggers (birthdays and
-anniversaries, in each customer's time zone), the daily KPI snapshot and the
-clean-up. Then one cron job per active cycle campaign, from the campaigns in
-the store. Every planning job calls the same
-:func:`core.planner.runs.plan_due_runs`, which plans everything due at once:
-cycles whose slots coincide are arbitrated by priority in one tick whichever
-job fires first, and missed slots coalesce.
+anniversaries, in each customer's time zone), the daily KPI snapshot, the figures
+the console reads (campaign uplifts, the week's message counts) and the clean-up.
+Then one cron job per active cycle campaign, from the campaigns in the store. Every
+planning job calls the same :func:`core.planner.runs.plan_due_runs`, which plans
+everything due at once: cycles whose slots coincide are arbitrated by priority in
+one tick whichever job fires first, and missed slots coalesce.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from core import clock
 from core.db import Store
+from core.figures import write_message_counts, write_uplifts
 from core.intel.refresh import refresh_intel
 from core.journeys import advance_journeys
 from core.lifecycle import refresh_stages
@@ -43,6 +44,11 @@ CYCLE_PREFIX = "cycle:"
 _CLEANUP_SCHEDULE = "30 4 * * *"
 _KPI_SNAPSHOT_SCHEDULE = "15 0 * * *"
 """Just after midnight in the program's time zone, when yesterday is complete."""
+_UPLIFT_MINUTES = 15
+"""How often campaign uplifts are measured for the console: they are judged over goal
+windows of days, and measuring them all reads the goal events."""
+_MESSAGE_COUNT_SECONDS = 60
+"""How often the week's messages are counted for the console's dashboard."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,12 @@ class JobCatalogue:
                 "kpi-snapshots",
                 CronTrigger.from_crontab(_KPI_SNAPSHOT_SCHEDULE, zone),
                 self.kpi_snapshots,
+            ),
+            Job("uplifts", IntervalTrigger(minutes=_UPLIFT_MINUTES), self.uplifts),
+            Job(
+                "message-counts",
+                IntervalTrigger(seconds=_MESSAGE_COUNT_SECONDS),
+                self.message_counts,
             ),
             Job("cleanup", CronTrigger.from_crontab(_CLEANUP_SCHEDULE, zone), self.cleanup),
         ]
@@ -147,6 +159,14 @@ class JobCatalogue:
     async def kpi_snapshots(self) -> Counts:
         """Yesterday's KPI snapshot, and any missing one of the days before it."""
         return await write_due_snapshots(self.store, self.program, self.settings, clock.now())
+
+    async def uplifts(self) -> Counts:
+        """Every campaign's uplift, stored for the console."""
+        return await write_uplifts(self.store, self.program, self.settings, clock.now())
+
+    async def message_counts(self) -> Counts:
+        """The week's messages by day, channel and state, stored for the console."""
+        return await write_message_counts(self.store, self.settings, clock.now())
 
     async def cleanup(self) -> Counts:
         """Old job runs go."""

@@ -8,16 +8,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from console.app import CadenceConsole
+from console.screens import campaigns as campaigns_screen
 from console.screens.campaigns import CampaignDetailScreen, CampaignsScreen
 from console.screens.confirm import ConfirmScreen
 from core import clock
 from core.campaigns import campaign_detail, list_campaigns, store_campaign
 from core.db import Store
+from core.figures import write_uplifts
 from core.measure.campaign_report import campaign_uplifts
 from core.models import AuditEntry
 from core.planner.launch import run_campaign_now
@@ -154,6 +157,46 @@ async def test_with_enough_members_the_uplift_has_its_interval(
     async with _campaigns(store, settings, frozen_clock, sink=smtp_sink) as (_, _, screen):
         uplift = _cell(screen.query_one("#campaigns", DataTable), FIRST_PURCHASE, "uplift")
         assert "pp [" in uplift and "]" in uplift, uplift
+
+
+async def test_the_uplifts_the_scheduler_stored_are_shown_with_when_it_measured_them(
+    store: Store,
+    settings: Settings,
+    frozen_clock: clock.FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    program = await _world(store, settings, frozen_clock)
+    measured_at = clock.now()
+    await write_uplifts(store, program, settings, measured_at)
+    frozen_clock.advance(timedelta(minutes=10))
+    later = CampaignSpec.model_validate(
+        {"name": "stored-since", "kind": "ad_hoc", "target": {"stage": "active"}}
+        | {"channel": "email", "variants": ["offer_a"]}
+    )
+    async with store.transaction() as session:
+        store_campaign(session, later, origin="launch", now=clock.now())
+
+    async def not_measured_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the console measured uplifts the scheduler had stored")
+
+    monkeypatch.setattr(campaigns_screen, "campaign_uplifts", not_measured_here)
+    app = console_app(store, settings, program)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await show(app, pilot, "c")
+        screen = app.screen
+        assert isinstance(screen, CampaignsScreen)
+        table = screen.query_one("#campaigns", DataTable)
+        assert _cell(table, UNCONTROLLED, "uplift") == "no control group, uplift unknown"
+        assert _cell(table, FIRST_PURCHASE, "uplift") == "not enough data"
+        assert _cell(table, "stored-since", "uplift") == "not measured yet"
+        title = str(screen.query_one("#campaigns-title", Static).render())
+        when = measured_at.astimezone(settings.zone)
+        assert f"uplift measured {when:%m-%d %H:%M}" in title, title
+        await _select(pilot, screen, FIRST_PURCHASE)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        about = str(app.screen.query_one("#campaign-about", Static).render())
+        assert f"not enough data (measured {when:%Y-%m-%d %H:%M})" in about, about
 
 
 async def test_a_campaign_opens_on_its_runs_with_whom_each_left_out(
