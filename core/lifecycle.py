@@ -5,11 +5,15 @@ transaction, with a handful of set-based statements whatever the number of
 customers: the first stage (in program order) whose rule holds wins, the
 program's fallback stage takes whoever no rule matches, and each change is
 recorded in ``stage_transitions``. An interrupted refresh changes nothing.
+
+A customer's moves form one chain, each starting where the one before ended and
+the last ending in the stage they are in now; so the stage at a past moment is
+the stage now with the moves after that moment undone, which is how measurement
+(:mod:`core.measure.stages`) reads the past.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,9 +25,7 @@ from sqlalchemy import (
     FromClause,
     MetaData,
     String,
-    Subquery,
     Table,
-    and_,
     case,
     false,
     func,
@@ -241,43 +243,3 @@ async def stage_overview(
         )
         for stage in program.stages
     ]
-
-
-def stages_at(moments: Mapping[str, datetime]) -> Subquery:
-    """Which stage each customer was in at each of ``moments``, from the stage history.
-
-    One row per customer placed by the latest moment: ``customer_id`` and, per name in
-    ``moments``, a column of that name holding the stage then (NULL: not placed yet).
-    The current placement is read back through the moves after each moment: a customer
-    who moved after it was where their first later move started. Only those moves are
-    read, so a recent moment costs little however long the history is; the placement
-    shows what the last refresh before the moment decided.
-    """
-    current = CustomerStage.__table__
-    moves = StageTransition.__table__.c
-    source: FromClause = current
-    stages: dict[str, ColumnElement[Any]] = {}
-    for label, moment in moments.items():
-        # "+ 0": partitioned by the bare column, SQLite would read every move through the
-        # customer index for its order (2.3 s at 1.2 million moves) instead of the moves
-        # after the moment through the time index (0.2 s for 135,000).
-        first_after = func.row_number().over(
-            partition_by=moves.customer_id + 0, order_by=(moves.at, moves.id)
-        )
-        later = (
-            select(moves.customer_id, moves.from_stage, first_after.label("rank"))
-            .where(moves.at > moment)
-            .subquery(f"moved_after_{label}")
-        )
-        source = source.outerjoin(
-            later, and_(later.c.customer_id == current.c.customer_id, later.c.rank == 1)
-        )
-        stages[label] = case(
-            (later.c.customer_id.is_(None), current.c.stage), else_=later.c.from_stage
-        )
-    return (
-        select(current.c.customer_id, *(stage.label(label) for label, stage in stages.items()))
-        .select_from(source)
-        .where(or_(*(stage.is_not(None) for stage in stages.values())))
-        .subquery("stages_at")
-    )

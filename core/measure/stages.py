@@ -18,26 +18,36 @@ per stage of the program:
   the window, whichever way; none for the dormant stage itself.
 
 A target from the program applies when its key names the KPI and the window
-(``coverage_30d`` for a 30-day window). Everything comes from two statements whatever
-the number of customers: one over the stage history, the window's sent messages and
-the window's purchases, one over the window's moves.
+(``coverage_30d`` for a 30-day window).
+
+Nobody's stage at a moment is worked out one customer at a time: a set of customers
+(everyone, the messaged, the buyers, those gone dormant) is counted by the stage each is
+in now, and the moves its members made after the moment are undone (out of the stage a
+move went to, back into the one it came from; see :mod:`core.lifecycle`). So whatever the
+number of customers there are a few statements, each reading one set once: the stages now
+and the moves after the window's start through their indexes, the messaged through the
+outbox's customer index, the buyers and the dormant from their own few rows.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, Subquery, Table, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import event_types
 from core.db.dialect import skip_jit
-from core.lifecycle import stages_at
 from core.measure.kpis import KpiValue, Window, events_within, kpi_value, sent_within, share
-from core.models import Event, OutboxMessage, StageTransition
+from core.models import CustomerStage, Event, OutboxMessage, StageTransition
 from core.program import Program, Stage
+
+_CURRENT: Table = CustomerStage.__table__  # type: ignore[assignment]
+_MOVES: Table = StageTransition.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -106,56 +116,55 @@ async def stage_kpis(session: AsyncSession, program: Program, window: Window) ->
     """Every stage of ``program`` over ``window``, in program order."""
     await skip_jit(session)
     tallies: defaultdict[str | None, _Tally] = defaultdict(_Tally)
-    for end_stage, start_stage, customers, messaged, converted, revenue, churned in (
-        await session.execute(_per_stage_pair(program, window))
-    ).all():
-        at_end, at_start = tallies[end_stage], tallies[start_stage]
-        at_end.customers += customers
-        at_end.messaged += messaged
-        if start_stage is not None:
-            at_start.cohort += customers
-            at_start.converted += converted
-            at_start.revenue += float(revenue or 0)
-            at_start.churned += churned
-    moves = StageTransition.__table__.c
-    flows = (
-        select(moves.from_stage, moves.to_stage, func.count())
-        .where(moves.at > window.start, moves.at <= window.end)
+    current, moves = _CURRENT.c, _MOVES.c
+    # Everyone: by the stage they are in now, then the moves after the start undone (a
+    # move after the end undone for both moments); the moves inside are the flows.
+    everyone = select(current.stage, func.count()).group_by(current.stage)
+    for stage, count in (await session.execute(everyone)).all():
+        tallies[stage].customers += count
+        tallies[stage].cohort += count
+    later = (
+        select(
+            moves.from_stage,
+            moves.to_stage,
+            func.count().filter(moves.at > window.end),
+            func.count().filter(moves.at <= window.end),
+        )
+        .where(moves.at > window.start)
         .group_by(moves.from_stage, moves.to_stage)
     )
-    for from_stage, to_stage, count in (await session.execute(flows)).all():
+    for from_stage, to_stage, after, inside in (await session.execute(later)).all():
+        _undo(tallies, from_stage, to_stage, "customers", after)
+        _undo(tallies, from_stage, to_stage, "cohort", after + inside)
         if from_stage is None:
-            tallies[to_stage].placed += count
+            tallies[to_stage].placed += inside
         else:
-            tallies[to_stage].entered += count
-            tallies[from_stage].left += count
-    dormant = program.dormant_stage
-    return [
-        _stage_kpis(stage, tallies[stage.name], window, dormant is not None and stage != dormant)
-        for stage in program.stages
-    ]
-
-
-def _per_stage_pair(program: Program, window: Window) -> Any:
-    """Per (stage at the end, stage at the start): customers, how many were sent a message
-    in the window, bought in it (and for how much) and went dormant in it."""
-    placement = stages_at({"at_end": window.end, "at_start": window.start})
-    outbox = OutboxMessage.__table__.c
-    messaged = (
-        select(outbox.customer_id).where(*sent_within(window)).group_by(outbox.customer_id)
-    ).subquery("messaged")
+            tallies[to_stage].entered += inside
+            tallies[from_stage].left += inside
+    # Sent a message, by the stage at the end. Most customers may have been, so each one's
+    # messages are looked up in the outbox's (customer_id, sent_at, ...) index: grouping
+    # every message by customer first reads them all, then looks each customer up anyway.
+    outbox = _OUTBOX.c
+    sent = exists().where(*sent_within(window))
+    await _tally(
+        session,
+        tallies,
+        "messaged",
+        select(current.stage, func.count())
+        .where(sent.where(outbox.customer_id == current.customer_id))
+        .group_by(current.stage),
+        _moves_after(window.end, sent.where(outbox.customer_id == moves.customer_id)),
+    )
+    # Bought inside the window, and went dormant inside it, by the stage at the start:
+    # starting from those customers, a few of everyone.
     bought = (
         select(Event.customer_id, func.sum(Event.value).label("revenue"))
         .where(*events_within(window, event_types.PURCHASE))
         .group_by(Event.customer_id)
     ).subquery("bought")
-    source = placement.outerjoin(
-        messaged, messaged.c.customer_id == placement.c.customer_id
-    ).outerjoin(bought, bought.c.customer_id == placement.c.customer_id)
-    churned: Any = 0
+    await _tally(session, tallies, "converted", *_joined(bought, window.start, bought.c.revenue))
     dormant = program.dormant_stage
     if dormant is not None:
-        moves = StageTransition.__table__.c
         went_dormant = (
             select(moves.customer_id)
             .where(
@@ -165,23 +174,76 @@ def _per_stage_pair(program: Program, window: Window) -> Any:
             )
             .group_by(moves.customer_id)
         ).subquery("went_dormant")
-        source = source.outerjoin(
-            went_dormant, went_dormant.c.customer_id == placement.c.customer_id
-        )
-        churned = func.count(went_dormant.c.customer_id)
+        await _tally(session, tallies, "churned", *_joined(went_dormant, window.start))
+    return [
+        _stage_kpis(stage, tallies[stage.name], window, dormant is not None and stage != dormant)
+        for stage in program.stages
+    ]
+
+
+def _moves_after(moment: datetime, *where: ColumnElement[bool], value: Any = None) -> Select[Any]:
+    """Per (from, to) stage: the moves after ``moment`` (of the customers ``where`` picks)
+    and ``value`` summed over them."""
+    moves = _MOVES.c
+    figures = [func.count(), *([] if value is None else [func.sum(value)])]
     return (
-        select(
-            placement.c.at_end,
-            placement.c.at_start,
-            func.count(),
-            func.count(messaged.c.customer_id),
-            func.count(bought.c.customer_id),
-            func.sum(bought.c.revenue),
-            churned,
-        )
-        .select_from(source)
-        .group_by(placement.c.at_end, placement.c.at_start)
+        select(moves.from_stage, moves.to_stage, *figures)
+        .where(moves.at > moment, *where)
+        .group_by(moves.from_stage, moves.to_stage)
     )
+
+
+def _joined(
+    members: Subquery, moment: datetime, value: Any = None
+) -> tuple[Select[Any], Select[Any]]:
+    """For :func:`_tally`: ``members`` (a subquery, one row per ``customer_id``) by their
+    stage now, and their moves after ``moment``, each with ``value`` summed."""
+    current, moves = _CURRENT.c, _MOVES.c
+    figures = [func.count(), *([] if value is None else [func.sum(value)])]
+    now = (
+        select(current.stage, *figures)
+        .select_from(members.join(_CURRENT, current.customer_id == members.c.customer_id))
+        .group_by(current.stage)
+    )
+    moved = _moves_after(moment, value=value).select_from(
+        members.join(_MOVES, moves.customer_id == members.c.customer_id)
+    )
+    return now, moved
+
+
+async def _tally(
+    session: AsyncSession,
+    tallies: defaultdict[str | None, _Tally],
+    field: str,
+    now: Select[Any],
+    moved: Select[Any],
+) -> None:
+    """Add to ``field`` of each stage how many customers were in it at a moment: ``now``
+    counts them per stage they are in now, ``moved`` their moves after the moment, which
+    are undone. A second figure in both is a value summed into ``revenue`` alike."""
+    for stage, count, *value in (await session.execute(now)).all():
+        setattr(tallies[stage], field, getattr(tallies[stage], field) + count)
+        if value:
+            tallies[stage].revenue += float(value[0] or 0)
+    for from_stage, to_stage, count, *value in (await session.execute(moved)).all():
+        _undo(tallies, from_stage, to_stage, field, count)
+        if value:
+            _undo(tallies, from_stage, to_stage, "revenue", float(value[0] or 0))
+
+
+def _undo(
+    tallies: defaultdict[str | None, _Tally],
+    from_stage: str | None,
+    to_stage: str,
+    field: str,
+    count: float,
+) -> None:
+    """Take ``count`` customers (or their value) that moved from ``from_stage`` to
+    ``to_stage`` back where they came from: out of ``to_stage``, into ``from_stage``
+    unless the move placed them for the first time."""
+    setattr(tallies[to_stage], field, getattr(tallies[to_stage], field) - count)
+    if from_stage is not None:
+        setattr(tallies[from_stage], field, getattr(tallies[from_stage], field) + count)
 
 
 def _stage_kpis(stage: Stage, tally: _Tally, window: Window, can_churn: bool) -> StageKpis:
