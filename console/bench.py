@@ -10,9 +10,10 @@ then starts headless (Textual's own headless driver, at 160x48) on the copy:
 ``start_to_dashboard_ms`` runs from creating the app to the dashboard painted with
 its data; ``screen_switch_ms`` from a screen's key to that screen painted with its
 data, for every screen (the slowest is the one with a target); ``peak_rss_mb`` is the
-process's peak resident memory. The ``_cpu_ms`` fields are the process's CPU time (its
-database threads' included) over the same spans: on a shared machine the times above
-also count the waits for a core, these only the console's own work.
+process's peak resident memory (the store opened as ``cadence console`` opens it, see
+:func:`console.context.console_settings`). The ``_cpu_ms`` fields are the process's CPU
+time (its database threads' included) over the same spans: on a shared machine the times
+above also count the waits for a core, these only the console's own work.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from console.app import CadenceConsole
-from console.context import ConsoleContext
+from console.context import ConsoleContext, console_settings
 from console.screens.base import StoreScreen
 from core import clock
 from core.bench_data import BENCH_NOW, cached_file, open_store
@@ -50,7 +51,7 @@ async def benchmark_console(
     """Run the benchmark; returns the fields of its JSON line."""
     cached = _built_elsewhere(settings, customers)
     program = _program(settings)
-    async with kpi_store(settings, cached, database_url) as store:
+    async with kpi_store(console_settings(settings), cached, database_url) as store:
         with clock.using(clock.FixedClock(BENCH_NOW)):
             context = ConsoleContext(store, settings, program, actor="bench")
             started, started_cpu = time.perf_counter(), time.process_time()

@@ -11,6 +11,16 @@ from core.program import Program
 from core.settings import Settings
 
 
+def console_settings(settings: Settings) -> Settings:
+    """``settings`` as the console (without the scheduler in its process) opens its store
+    with: SQLite reads without ``mmap``. Every page of the file read through ``mmap`` stays
+    in the process's resident memory (up to ``sqlite.mmap_size_mib``, 256 MiB by default);
+    the console reads a few pages a screen, which SQLite's own cache (``cache_size_mib``)
+    holds as well, and that cache is bounded."""
+    sqlite = settings.sqlite.model_copy(update={"mmap_size_mib": 0})
+    return settings.model_copy(update={"sqlite": sqlite})
+
+
 @dataclass(frozen=True)
 class ConsoleContext:
     """The console's view of the world, shared by its screens."""

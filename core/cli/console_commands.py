@@ -29,10 +29,13 @@ from core.db import Store
 @common_options
 def console_command(embedded: bool, read_only: bool) -> None:
     """The operations console: stages, campaigns, launches, the scheduler, customers."""
+    from console.context import console_settings
     from console.run import run_console
 
     settings = load_command_settings()
     program = load_command_program(settings)
+    if not embedded:  # a scheduler in this process reads much more, through mmap
+        settings = console_settings(settings)
 
     async def work(store: Store) -> None:
         await run_console(store, settings, program, embedded=embedded, read_only=read_only)
