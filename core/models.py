@@ -190,12 +190,17 @@ class StageTransition(Base):
     __tablename__ = "stage_transitions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(
-        ForeignKey("customers.id", ondelete="CASCADE"), index=True
-    )
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     from_stage: Mapped[str | None] = mapped_column(String(64))
     to_stage: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(index=True)
+    at: Mapped[datetime]
+
+    # Stage KPIs read a set of customers' moves after a moment, and everyone's moves after
+    # the window's start, from these indexes alone (see core.measure.stages).
+    __table_args__ = (
+        Index(None, "customer_id", "at", "from_stage", "to_stage"),
+        Index(None, "at", "from_stage", "to_stage"),
+    )
 
 
 class CustomerScore(Base):

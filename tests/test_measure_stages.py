@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from alembic import command
+from sqlalchemy import Connection, inspect
 
 from config import DEFAULT_CONFIG_DIR
 from core.db import Store
@@ -15,6 +17,7 @@ from core.measure.kpis import KpiValue, Window
 from core.measure.programme import programme_kpis
 from core.measure.stages import StageKpis, stage_kpis
 from core.message_events import message_event
+from core.migrations import alembic_config, current_revision, head_revision, upgrade
 from core.program import Program, ProgramError, load_program
 from core.program.model import ProgramKpiSpec
 from tests.measure_world import END, add_later_data, build_world, days
@@ -189,3 +192,22 @@ def test_stage_kpi_targets_are_checked_when_the_program_loads(tmp_path: Path) ->
     assert "unknown KPI `coverge_30d`" in message
     assert "`conversion_30d` is a share: a number from 0 to 1, not 5" in message
     assert "field `program`, field `kpi`, field `automated_share`" in message
+
+
+async def test_the_stage_history_migration_goes_down_and_up(store: Store) -> None:
+    def indexes(connection: Connection) -> set[tuple[str, ...]]:
+        found = inspect(connection).get_indexes("stage_transitions")
+        return {tuple(str(column) for column in index["column_names"]) for index in found}
+
+    covering = {("customer_id", "at", "from_stage", "to_stage"), ("at", "from_stage", "to_stage")}
+    try:
+        async with store.engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0012"))
+        async with store.engine.connect() as connection:
+            assert await connection.run_sync(indexes) == {("customer_id",), ("at",)}
+        assert await current_revision(store) == "0012"
+    finally:
+        await upgrade(store)
+    async with store.engine.connect() as connection:
+        assert await connection.run_sync(indexes) == covering
+    assert await current_revision(store) == head_revision()
