@@ -15,6 +15,10 @@ from core.db import Store
 from core.settings import Settings
 from tests.console.world import console_app, default_program, living_store
 
+# On the pinned clock every test shares one living store per database (it is kept by the
+# moment it was built for) instead of building its own as of the wall clock's now.
+pytestmark = pytest.mark.usefixtures("frozen_clock")
+
 
 async def _settle(app: CadenceConsole) -> None:
     await app.workers.wait_for_complete()
@@ -71,6 +75,7 @@ async def test_read_only_hides_every_action(store: Store, settings: Settings) ->
         assert "read-only" in shown and "Launch" not in shown
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # no store is opened
 def test_operators_not_among_the_launchers_get_the_read_only_console(
     settings: Settings,
 ) -> None:
@@ -86,7 +91,7 @@ def test_operators_not_among_the_launchers_get_the_read_only_console(
 async def test_a_terminal_too_small_says_how_big_it_must_be(
     store: Store, settings: Settings
 ) -> None:
-    program = await living_store(store, settings, customers=20)
+    program = await living_store(store, settings)
     app = console_app(store, settings, program)
     async with app.run_test(size=(60, 20)) as pilot:
         await pilot.pause()

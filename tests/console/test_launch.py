@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static
@@ -32,6 +33,10 @@ from core.sink import SmtpSink
 from tests.console.delivery import deliver_email, with_templates
 from tests.console.world import console_app, living_store, settle, show
 from tests.smtp_sink import smtp_sink
+
+# On the pinned clock every test shares one living store per database (it is kept by the
+# moment it was built for) instead of building its own as of the wall clock's now.
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 __all__ = ["smtp_sink"]
 
