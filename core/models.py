@@ -199,7 +199,7 @@ class StageTransition(Base):
     # the window's start, from these indexes alone (see core.measure.stages).
     __table_args__ = (
         Index(None, "customer_id", "at", "from_stage", "to_stage"),
-        Index(None, "at", "from_stage", "to_stage"),
+        Index(None, "at", "from_stage", "to_stage", "customer_id"),
     )
 
 

@@ -36,7 +36,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, Table, exists, func, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    Table,
+    exists,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import event_types
@@ -146,23 +158,19 @@ async def stage_kpis(session: AsyncSession, program: Program, window: Window) ->
     # every message by customer first reads them all, then looks each customer up anyway.
     outbox = _OUTBOX.c
     sent = exists().where(*sent_within(window))
-    await _tally(
-        session,
-        tallies,
-        "messaged",
-        select(current.stage, func.count())
-        .where(sent.where(outbox.customer_id == current.customer_id))
-        .group_by(current.stage),
+    messaged = union_all(
+        _by_stage_now().where(sent.where(outbox.customer_id == current.customer_id)),
         _moves_after(window.end, sent.where(outbox.customer_id == moves.customer_id)),
     )
+    await _tally(session, tallies, "messaged", messaged)
     # Bought inside the window, and went dormant inside it, by the stage at the start:
     # starting from those customers, a few of everyone.
     bought = (
         select(Event.customer_id, func.sum(Event.value).label("revenue"))
         .where(*events_within(window, event_types.PURCHASE))
         .group_by(Event.customer_id)
-    ).subquery("bought")
-    await _tally(session, tallies, "converted", *_joined(bought, window.start, bought.c.revenue))
+    ).cte("bought")
+    await _tally(session, tallies, "converted", _joined(bought, window.start, bought.c.revenue))
     dormant = program.dormant_stage
     if dormant is not None:
         went_dormant = (
@@ -173,8 +181,8 @@ async def stage_kpis(session: AsyncSession, program: Program, window: Window) ->
                 moves.at <= window.end,
             )
             .group_by(moves.customer_id)
-        ).subquery("went_dormant")
-        await _tally(session, tallies, "churned", *_joined(went_dormant, window.start))
+        ).cte("went_dormant")
+        await _tally(session, tallies, "churned", _joined(went_dormant, window.start))
     return [
         _stage_kpis(stage, tallies[stage.name], window, dormant is not None and stage != dormant)
         for stage in program.stages
@@ -183,52 +191,61 @@ async def stage_kpis(session: AsyncSession, program: Program, window: Window) ->
 
 def _moves_after(moment: datetime, *where: ColumnElement[bool], value: Any = None) -> Select[Any]:
     """Per (from, to) stage: the moves after ``moment`` (of the customers ``where`` picks)
-    and ``value`` summed over them."""
+    and ``value`` summed over them; a first column says these rows are moves."""
     moves = _MOVES.c
     figures = [func.count(), *([] if value is None else [func.sum(value)])]
     return (
-        select(moves.from_stage, moves.to_stage, *figures)
+        select(literal(True).label("moved"), moves.from_stage, moves.to_stage, *figures)
         .where(moves.at > moment, *where)
         .group_by(moves.from_stage, moves.to_stage)
     )
 
 
-def _joined(
-    members: Subquery, moment: datetime, value: Any = None
-) -> tuple[Select[Any], Select[Any]]:
-    """For :func:`_tally`: ``members`` (a subquery, one row per ``customer_id``) by their
-    stage now, and their moves after ``moment``, each with ``value`` summed."""
-    current, moves = _CURRENT.c, _MOVES.c
+def _by_stage_now(value: Any = None) -> Select[Any]:
+    """Per stage now, the customers in it (add what picks them) and ``value`` summed, in
+    the columns of :func:`_moves_after`."""
+    current = _CURRENT.c
     figures = [func.count(), *([] if value is None else [func.sum(value)])]
-    now = (
-        select(current.stage, *figures)
-        .select_from(members.join(_CURRENT, current.customer_id == members.c.customer_id))
-        .group_by(current.stage)
+    return select(
+        literal(False).label("moved"), literal(None, String()), current.stage, *figures
+    ).group_by(current.stage)
+
+
+def _joined(members: CTE, moment: datetime, value: Any = None) -> CompoundSelect[Any]:
+    """For :func:`_tally`: ``members`` (one row per ``customer_id``) by their stage now,
+    and their moves after ``moment``, each with ``value`` summed. Both read ``members``,
+    which is worked out once (a common table expression used twice)."""
+    current, moves = _CURRENT.c, _MOVES.c
+    now = _by_stage_now(value).select_from(
+        members.join(_CURRENT, current.customer_id == members.c.customer_id)
     )
     moved = _moves_after(moment, value=value).select_from(
         members.join(_MOVES, moves.customer_id == members.c.customer_id)
     )
-    return now, moved
+    return union_all(now, moved)
 
 
 async def _tally(
     session: AsyncSession,
     tallies: defaultdict[str | None, _Tally],
     field: str,
-    now: Select[Any],
-    moved: Select[Any],
+    statement: CompoundSelect[Any],
 ) -> None:
-    """Add to ``field`` of each stage how many customers were in it at a moment: ``now``
-    counts them per stage they are in now, ``moved`` their moves after the moment, which
-    are undone. A second figure in both is a value summed into ``revenue`` alike."""
-    for stage, count, *value in (await session.execute(now)).all():
-        setattr(tallies[stage], field, getattr(tallies[stage], field) + count)
+    """Add to ``field`` of each stage how many customers were in it at a moment, from the
+    rows of :func:`_by_stage_now` (customers per stage now) and :func:`_moves_after`
+    (their moves after the moment, which are undone). A further figure is a value summed
+    into ``revenue`` alike."""
+    for moved, from_stage, stage, count, *value in (await session.execute(statement)).all():
+        if moved:
+            _undo(tallies, from_stage, stage, field, count)
+        else:
+            setattr(tallies[stage], field, getattr(tallies[stage], field) + count)
         if value:
-            tallies[stage].revenue += float(value[0] or 0)
-    for from_stage, to_stage, count, *value in (await session.execute(moved)).all():
-        _undo(tallies, from_stage, to_stage, field, count)
-        if value:
-            _undo(tallies, from_stage, to_stage, "revenue", float(value[0] or 0))
+            summed = float(value[0] or 0)
+            if moved:
+                _undo(tallies, from_stage, stage, "revenue", summed)
+            else:
+                tallies[stage].revenue += summed
 
 
 def _undo(

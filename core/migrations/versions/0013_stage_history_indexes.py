@@ -24,15 +24,16 @@ def upgrade() -> None:
     )
     op.drop_index(op.f("ix_stage_transitions_at"), table_name="stage_transitions")
     op.create_index(
-        op.f("ix_stage_transitions_at_from_stage_to_stage"),
+        op.f("ix_stage_transitions_at_from_stage_to_stage_customer_id"),
         "stage_transitions",
-        ["at", "from_stage", "to_stage"],
+        ["at", "from_stage", "to_stage", "customer_id"],
     )
 
 
 def downgrade() -> None:
     op.drop_index(
-        op.f("ix_stage_transitions_at_from_stage_to_stage"), table_name="stage_transitions"
+        op.f("ix_stage_transitions_at_from_stage_to_stage_customer_id"),
+        table_name="stage_transitions",
     )
     op.create_index(op.f("ix_stage_transitions_at"), "stage_transitions", ["at"])
     op.drop_index(
