@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Store
 from core.durations import describe_span
 from core.migrations import current_revision, head_revision
-from core.models import Campaign, OutboxMessage
+from core.models import Campaign, OutboxMessage, OutboxSend
 from core.scheduler.records import scheduler_nodes
 from core.settings import Settings
 
@@ -91,11 +91,15 @@ def _schema(revision: str | None) -> CheckResult:
 async def _leases(session: AsyncSession, settings: Settings, now: datetime) -> CheckResult:
     """Leases that ran out over a lease period ago: a live worker renews its leases three
     times per period and takes over a dead one's as soon as they run out, so such rows
-    mean that no worker serves their channel."""
+    mean that no worker serves their channel. A row whose send was recorded (SQLite's
+    ``outbox_sends``, folded into the row by the next worker) went out, and is not stuck."""
     lease = timedelta(seconds=settings.delivery.lease_seconds)
+    recorded = exists().where(OutboxSend.outbox_id == OutboxMessage.id)
     stuck = await session.scalar(
         select(func.count()).where(
-            OutboxMessage.state == "sending", OutboxMessage.next_attempt_at < now - lease
+            OutboxMessage.state == "sending",
+            OutboxMessage.next_attempt_at < now - lease,
+            ~recorded,
         )
     )
     if stuck:

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import delete, func, make_url, select, update
+from sqlalchemy import delete, func, insert, make_url, select, update
 
 from core import clock
 from core.cli import cli
 from core.cli import ops_commands as _registered  # noqa: F401 - adds the commands to `cli`
 from core.db import Store, create_engine
 from core.errors import CadenceError
-from core.models import Customer, OutboxMessage
+from core.models import Customer, OutboxMessage, OutboxSend
 from core.scheduler.records import write_heartbeat
 from core.settings import Settings
 from tests.conftest import NOW, _administer
@@ -111,16 +111,21 @@ async def test_stuck_leases_a_stalled_queue_and_no_leader_each_fail(
     queued = await _world(store)
     lease = timedelta(seconds=settings.delivery.lease_seconds)
     async with store.transaction() as session:
-        # A worker that died 2 lease periods ago with 3 messages in hand; nobody took them.
+        # A worker that died 2 lease periods ago with 4 messages in hand; nobody took them.
         await session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(queued[:3]))
+            .where(OutboxMessage.id.in_(queued[:4]))
             .values(state="sending", lease_owner="dead:1", next_attempt_at=NOW - 2 * lease)
+        )
+        # One of them it had sent, its send recorded and not yet folded into the row:
+        # it went out, so it is not stuck.
+        await session.execute(
+            insert(OutboxSend).values(outbox_id=queued[3], sent_at=NOW - 2 * lease)
         )
         # The rest have been due for two hours.
         await session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(queued[3:]))
+            .where(OutboxMessage.id.in_(queued[4:]))
             .values(due_at=NOW - timedelta(hours=2))
         )
     with clock.using(clock.FixedClock(NOW - timedelta(minutes=10))):
@@ -135,7 +140,7 @@ async def test_stuck_leases_a_stalled_queue_and_no_leader_each_fail(
         "heartbeat",
     }
     assert checks["leases"]["value"] == 3
-    assert checks["queue"]["value"] == 17
+    assert checks["queue"]["value"] == 16
     assert "the oldest for 2.0h (longer than 1.0h)" in str(checks["queue"]["detail"])
     assert "gone was last heard of 10m ago" in str(checks["heartbeat"]["detail"])
     # Without a scheduler in the deployment the heartbeat is not asked for.
