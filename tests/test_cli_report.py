@@ -15,6 +15,8 @@ from sqlalchemy import select
 
 from core.db import Store, create_engine
 from core.models import Campaign
+from core.program import load_program
+from core.program.apply import apply_program
 from tests.planner_world import Person, add_people
 from tests.test_cli import NOW, assert_one_line_error
 from tests.test_cli_campaigns import StoreCli
@@ -25,11 +27,15 @@ AT = datetime.fromisoformat(NOW)
 DAY = timedelta(days=1)
 
 
-async def _seed(url: str) -> None:
-    """Two runs of the offer: one closed (4 of 8 treated and 1 of 4 control bought), one
-    still open; the closed one's key is a formula, to be escaped in CSV."""
+async def _seed(url: str, config: Path) -> None:
+    """The program in ``config`` applied as `cadence program apply` applies it (here, not in
+    a process of its own: what the tests run is the reports), then two runs of the offer:
+    one closed (4 of 8 treated and 1 of 4 control bought), one still open; the closed
+    one's key is a formula, to be escaped in CSV."""
     store = Store(create_engine(url))
     try:
+        program = load_program(config / "program", config / "templates")
+        assert (await apply_program(store, program, AT)).applied
         ids = await add_people(store, [Person(f"p{n}") for n in range(12)], AT - 400 * DAY)
         people = sorted(ids.values())
         async with store.reading() as session:
@@ -49,8 +55,7 @@ async def _seed(url: str) -> None:
 def cadence(tmp_path: Path, database_url: str) -> StoreCli:
     cli = StoreCli(tmp_path, tmp_path / "unused.db", url=database_url)
     cli.ok("init", "mine")
-    cli.out("program", "apply")
-    asyncio.run(_seed(database_url))
+    asyncio.run(_seed(database_url, cli.config))
     return cli
 
 
