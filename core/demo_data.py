@@ -7,8 +7,10 @@ populates every lifecycle stage of the default program: registered without
 a purchase, new (first purchase within 90 days), active, inactive and
 reactivated. The same seed, size and "now" always give the same rows.
 
-The rows go through the ordinary importers, so demo data exercises the
-same validation, idempotency and rollups as a real import.
+Customers go through the ordinary customer import. Events are made typed (times
+in epoch microseconds, properties as stored JSON) and go through the event
+importer's write stage, so demo data gets the same idempotency and rollups as a
+real import without writing a million values out as text to parse them back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,9 +28,9 @@ from core import clock
 from core.db import Store
 from core.errors import CadenceError
 from core.ingest.customers import CustomerImporter
-from core.ingest.events import EventImporter
+from core.ingest.events import EventImporter, ParsedEvent, properties_document
 from core.ingest.report import ImportReport, RejectsFile
-from core.ingest.runner import Importer, parse_chunks, run_import
+from core.ingest.runner import CHUNK_ROWS, Batch, Chunk, Importer, parse_chunks, run_import
 from core.ingest.source import Row
 from core.settings import Settings
 
@@ -111,11 +114,19 @@ PERSONAS = (
 )
 
 
+DemoEvent = tuple[str, int, float | None, str]
+"""An event's type, time (epoch microseconds, UTC), value and properties JSON."""
+
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 @dataclass(frozen=True)
 class Customer:
     external_id: str
     profile: dict[str, Any]
-    events: list[dict[str, Any]]
+    events: list[DemoEvent]
+    """In time order."""
 
 
 def generate(customers: int, days: int, seed: int, now: datetime) -> Iterator[Customer]:
@@ -176,15 +187,13 @@ def _customer(rng: random.Random, number: int, start: datetime, now: datetime) -
             "persona": persona.name,
         },
     }
-    events = [_event(external_id, "registered", registered, None, {"channel": "web"})]
+    events = [_event("registered", registered, None, {"channel": "web"})]
     for index, (low, high) in enumerate(active_spans):
         if index:  # a comeback always shows: the customer logs in again
             device = rng.choice(("ios", "android", "web"))
-            events.append(
-                _event(external_id, "login", calendar.between(low, high), None, {"device": device})
-            )
-        events.extend(_activity(rng, external_id, persona, favourite, low, high, calendar))
-    events.sort(key=lambda event: str(event["occurred_at"]))
+            events.append(_event("login", calendar.between(low, high), None, {"device": device}))
+        events.extend(_activity(rng, persona, favourite, low, high, calendar))
+    events.sort(key=itemgetter(1))
     return Customer(external_id, profile, events)
 
 
@@ -219,28 +228,27 @@ def _timeline(
 
 def _activity(
     rng: random.Random,
-    customer: str,
     persona: Persona,
     favourite: str,
     low: datetime,
     high: datetime,
     calendar: _Calendar,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[DemoEvent]:
     weeks = max((high - low).days / 7, 0.3)
     categories = list(_CATEGORIES)
     for _ in range(_poisson(rng, persona.logins_per_week * weeks)):
         at = calendar.between(low, high)
         device = rng.choice(("ios", "android", "web"))
-        yield _event(customer, "login", at, None, {"device": device})
+        yield _event("login", at, None, {"device": device})
         if rng.random() < 0.5:
             page = rng.choice(_PAGES)
-            yield _event(customer, "page_view", _later(at, 1, calendar), None, {"page": page})
+            yield _event("page_view", _later(at, 1, calendar), None, {"page": page})
         category = favourite if rng.random() < 0.7 else rng.choice(categories)
         product = {"product_id": rng.choice(_PRODUCTS[category]), "category": category}
         if rng.random() < 0.6:
-            yield _event(customer, "product_view", _later(at, 2, calendar), None, product)
+            yield _event("product_view", _later(at, 2, calendar), None, product)
         if not persona.buys and rng.random() < 0.15:
-            yield _event(customer, "cart_add", _later(at, 4, calendar), None, product)
+            yield _event("cart_add", _later(at, 4, calendar), None, product)
     months = weeks / 4.345
     purchases = _poisson(rng, persona.purchases_per_month * months) if persona.buys else 0
     for _ in range(purchases):
@@ -250,16 +258,16 @@ def _activity(
         price = _CATEGORIES[category][1] * persona.spend
         amount = round(rng.lognormvariate(0, 0.5) * price, 2)
         quantity = rng.choice((1, 1, 1, 2, 3))
-        yield _event(customer, "cart_add", at - timedelta(minutes=3), None, product)
-        yield _event(customer, "purchase", at, amount, {**product, "quantity": quantity})
+        yield _event("cart_add", at - timedelta(minutes=3), None, product)
+        yield _event("purchase", at, amount, {**product, "quantity": quantity})
         if category != "lottery" and rng.random() < 0.12:
             outcome = "big_win" if rng.random() < 0.4 else "big_loss"
             stake = round(amount * rng.uniform(5, 25), 2)
-            yield _event(customer, outcome, _later(at, 20, calendar), stake, product)
+            yield _event(outcome, _later(at, 20, calendar), stake, product)
     if persona.buys and rng.random() < 0.25:
         category = rng.choice(categories)
         abandoned = {"product_id": rng.choice(_PRODUCTS[category]), "category": category}
-        yield _event(customer, "cart_add", calendar.between(low, high), None, abandoned)
+        yield _event("cart_add", calendar.between(low, high), None, abandoned)
 
 
 def _later(at: datetime, minutes: int, calendar: _Calendar) -> datetime:
@@ -290,17 +298,8 @@ def _email(first: str, last: str, number: int) -> str:
 _ASCII = str.maketrans("ãáàâçéêíóôõúłńśźżąęćöüäß", "aaaaceeiooouanszzaecouas")
 
 
-def _event(
-    customer: str, kind: str, at: datetime, value: float | None, properties: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "customer_id": customer,
-        "type": kind,
-        "occurred_at": at.isoformat(),
-        "value": value,
-        "source": SOURCE,
-        "properties": properties,
-    }
+def _event(kind: str, at: datetime, value: float | None, properties: dict[str, Any]) -> DemoEvent:
+    return (kind, (at - _EPOCH_UTC) // _MICROSECOND, value, properties_document(properties))
 
 
 async def load_demo_data(
@@ -311,35 +310,51 @@ async def load_demo_data(
     people = list(generate(customers, days, seed, now))
     rejects = RejectsFile(Path("demo.rejects.jsonl"))
     batch = settings.imports.batch_size
+    profiles = CustomerImporter(settings.zone, now)
+    rows = (Row(line, person.profile, "") for line, person in enumerate(people, start=1))
     customer_report = await _load(
-        store,
-        CustomerImporter(settings.zone, now),
-        (person.profile for person in people),
-        rejects,
-        batch,
+        store, profiles, parse_chunks(profiles, rows, lambda: 0), rejects, batch
     )
     events = EventImporter(settings.zone, now, SOURCE, settings.imports.max_field_bytes)
-    event_report = await _load(
-        store,
-        events,
-        (event for person in people for event in person.events),
-        rejects,
-        batch,
-    )
+    event_report = await _load(store, events, _event_chunks(events, people), rejects, batch)
     if customer_report.rejected or event_report.rejected:
         raise CadenceError(f"demo data was rejected, see {rejects.path}; please report this bug")
     return customer_report, event_report
 
 
+def _event_chunks(importer: EventImporter, people: list[Customer]) -> Iterator[Chunk[ParsedEvent]]:
+    """The people's events as the importer's records, in chunks of about
+    :data:`~core.ingest.runner.CHUNK_ROWS`, numbered as the lines of one file would be."""
+    record = importer.record
+    batch: Batch[ParsedEvent] = Batch()
+    line = 1
+    for person in people:
+        customer = person.external_id
+        batch.records.extend(
+            record(customer, kind, at, value, document)
+            for kind, at, value, document in person.events
+        )
+        if len(batch) >= CHUNK_ROWS:
+            yield _numbered(batch, line)
+            line += len(batch)
+            batch = Batch()
+    yield _numbered(batch, line)
+
+
+def _numbered(batch: Batch[ParsedEvent], first_line: int) -> Chunk[ParsedEvent]:
+    count = len(batch.records)
+    batch.lines = list(range(first_line, first_line + count))
+    batch.raws = [""] * count
+    return Chunk(batch, [], count, 0)
+
+
 async def _load(
     store: Store,
     importer: Importer[Any],
-    records: Iterable[dict[str, Any]],
+    chunks: Iterable[Chunk[Any]],
     rejects: RejectsFile,
     batch_size: int,
 ) -> ImportReport:
-    rows = (Row(line, record, "") for line, record in enumerate(records, start=1))
-    chunks = parse_chunks(importer, rows, lambda: 0)
     return await run_import(
         store, importer, chunks, rejects, batch_size=batch_size, source_name=SOURCE
     )

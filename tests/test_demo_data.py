@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tomllib
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from core.models import Customer, CustomerRollup, Event
 from core.settings import Settings
 from tests.conftest import NOW
 
+EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 CUSTOMERS = 300
 DAYS = 365
 SEED = 11
@@ -87,9 +89,11 @@ def test_generate_is_deterministic() -> None:
     shifted = list(generate(50, 120, 5, later))
     assert [c.external_id for c in shifted] == [c.external_id for c in first]
     for customer in first:
-        for event in customer.events:
-            assert datetime.fromisoformat(event["occurred_at"]) <= NOW
-            assert datetime.fromisoformat(event["occurred_at"]) >= NOW - timedelta(days=121)
+        times = [occurred_at for _, occurred_at, _, _ in customer.events]
+        assert times == sorted(times)
+        for occurred_at in times:
+            assert EPOCH_UTC + occurred_at * MICROSECOND <= NOW
+            assert EPOCH_UTC + occurred_at * MICROSECOND >= NOW - timedelta(days=121)
 
 
 async def test_loading_is_deterministic_across_stores_and_idempotent(

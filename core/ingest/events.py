@@ -67,6 +67,11 @@ def _dedupe_keys(texts: Iterable[str], count: int) -> tuple[int, ...]:
     return struct.unpack(f">{count}q", b"".join(map(_digest, texts)))
 
 
+def properties_document(properties: dict[str, Any]) -> str:
+    """An event's properties as stored: compact JSON with sorted keys."""
+    return _JSON.encode(properties)
+
+
 Key = TypeVar("Key")
 Value = TypeVar("Value")
 
@@ -215,12 +220,25 @@ class EventImporter:
         source = fields.text(f.get("source"), "source", max_length=64) or self.default_source
         key = fields.text(f.get("idempotency_key"), "idempotency_key", max_length=255)
         document = self._properties(f)
-        dedupe = (
-            dedupe_key("key", key)
-            if key
-            else dedupe_key(customer, kind, str(at), repr(value), document or "")
-        )
-        return (customer, kind, at, value, document, source, key, dedupe)
+        if not key:
+            return self.record(customer, kind, at, value, document, source)
+        return (customer, kind, at, value, document, source, key, dedupe_key("key", key))
+
+    def record(
+        self,
+        customer: str,
+        kind: str,
+        at: int,
+        value: float | None,
+        document: str | None,
+        source: str | None = None,
+    ) -> ParsedEvent:
+        """The record of an event without an idempotency key whose fields are typed and
+        valid already (``at`` in epoch microseconds, UTC; ``document`` as
+        :func:`properties_document` writes it): what :meth:`parse` makes of its row, without
+        writing the fields out as text to read them back (generated demo data)."""
+        dedupe = dedupe_key(customer, kind, str(at), repr(value), document or "")
+        return (customer, kind, at, value, document, source or self.default_source, None, dedupe)
 
     def _layout(self, columns: tuple[str, ...]) -> _CsvLayout:
         if self._csv_layout is None or self._csv_layout.columns is not columns:
@@ -245,8 +263,7 @@ class EventImporter:
             return None
         assert value is None or isinstance(value, float)
         assert document is None or isinstance(document, str)
-        dedupe = dedupe_key(customer, kind, str(at), repr(value), document or "")
-        return (customer, kind, at, value, document, self.default_source, None, dedupe)
+        return self.record(customer, kind, at, value, document)
 
     def _epoch_micros(self, moment: datetime) -> int:
         """``occurred_at`` as stored; a time written without an offset is in the program's zone."""
@@ -342,7 +359,7 @@ class EventImporter:
         if not properties:
             return None
         fields.without_nul(properties, "properties")
-        document = _JSON.encode(properties)
+        document = properties_document(properties)
         if len(document) * 4 > self.max_bytes and len(document.encode()) > self.max_bytes:
             raise RowError(f"`properties` are larger than {size_limit(self.max_bytes)}")
         return document
