@@ -474,7 +474,7 @@ def _demo_env(cli: Cli) -> dict[str, str]:
 
 
 def _run_demo(cli: Cli) -> subprocess.CompletedProcess[str]:
-    """``cadence demo`` with 300 customers and a simulated week in the test's folder; it
+    """``cadence demo`` with 300 customers and a simulated week in ``cli``'s folder; it
     must succeed (with no terminal, it opens no console)."""
     result = subprocess.run(
         [str(CADENCE), "demo", "--customers", "300", "--month-days", "7", "--now", NOW],
@@ -490,10 +490,36 @@ def _run_demo(cli: Cli) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_demo_runs_in_an_empty_folder_and_prints_the_summary(cli: Cli) -> None:
+@dataclass(frozen=True)
+class DemoRun:
+    cli: Cli
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One ``cadence demo`` in an empty folder for the module's tests (it takes the longest
+    of them): the demo's own test reads what it printed and left, others copy its folder."""
+    work = tmp_path_factory.mktemp("demo-work")
+    cli = Cli(work, work / "unused.db")
+    return DemoRun(cli, _run_demo(cli))
+
+
+def _copy_demo(demo: DemoRun, to: Path) -> None:
+    """The demo's folder copied into ``to``, its settings aimed at the copy's database."""
+    source, target = demo.cli.cwd / "cadence-demo", to / "cadence-demo"
+    shutil.copytree(source, target)
+    settings_file = target / "cadence.toml"
+    text = settings_file.read_text(encoding="utf-8")
+    old, new = (str((folder / "cadence.db").resolve()) for folder in (source, target))
+    assert old in text
+    settings_file.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_demo_runs_in_an_empty_folder_and_prints_the_summary(demo_run: DemoRun) -> None:
+    cli = demo_run.cli
     env = _demo_env(cli)
-    result = _run_demo(cli)
-    out = result.stdout
+    out = demo_run.result.stdout
     assert "customers" in out
     assert "300" in out
     assert "who ever bought" in out
@@ -571,7 +597,7 @@ def test_program_validate_passes_the_default_program_and_names_a_mistake(cli: Cl
     assert "not a schedule: cron" in result.stderr
 
 
-def test_planning_commands_on_the_demo_store(cli: Cli) -> None:
+def test_planning_commands_on_the_demo_store(cli: Cli, demo_run: DemoRun) -> None:
     """preview, launch (refused, then confirmed), run and tick over the demo's data."""
     env = _demo_env(cli)
 
@@ -587,7 +613,7 @@ def test_planning_commands_on_the_demo_store(cli: Cli) -> None:
             check=False,
         )
 
-    _run_demo(cli)
+    _copy_demo(demo_run, cli.cwd)
     database = cli.cwd / "cadence-demo" / "cadence.db"
     outbox, campaigns = count(database, "outbox"), count(database, "campaigns")
 
