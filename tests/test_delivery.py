@@ -28,6 +28,7 @@ from core.templates import Templates
 from tests.conftest import NOW
 from tests.outbox_world import outbox_states, queue_messages
 from tests.planner_world import Person, add_campaign, add_people, address_of, campaign_spec
+from tests.polling import eventually
 
 PEOPLE = [Person(f"c{number}") for number in range(5)]
 
@@ -212,7 +213,13 @@ async def test_messages_wait_while_the_server_is_down_and_go_when_it_is_back(
     stop = asyncio.Event()
     worker = _worker(store, settings)
     running = asyncio.create_task(worker.run(stop=stop))
-    await asyncio.sleep(1.5)
+
+    async def each_retried() -> bool:
+        async with store.reading() as session:
+            tried = (await session.scalars(select(OutboxMessage.attempts))).all()
+        return min(tried) >= 2
+
+    await eventually(each_retried, "every message tried again while the server was down")
     assert "sent" not in {state for state, _ in (await outbox_states(store)).values()}
     back = SmtpSink(port=port, keep=True)
     async with back:
