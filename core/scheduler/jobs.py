@@ -47,6 +47,11 @@ _KPI_SNAPSHOT_SCHEDULE = "15 0 * * *"
 _UPLIFT_MINUTES = 15
 """How often campaign uplifts are measured for the console: they are judged over goal
 windows of days, and measuring them all reads the goal events."""
+UPLIFTS_JOB = "uplifts"
+MESSAGE_COUNTS_JOB = "message-counts"
+CONSOLE_FIGURE_JOBS = frozenset({UPLIFTS_JOB, MESSAGE_COUNTS_JOB})
+"""Jobs that only store figures for the console to read: nothing the program does (plans,
+sends, stages) depends on them."""
 _MESSAGE_COUNT_SECONDS = 300
 """How often the week's messages are counted for the console's dashboard (which says when):
 at a million customers a count reads a week of outbox rows for about 3 s, too much for the
@@ -91,9 +96,9 @@ class JobCatalogue:
                 CronTrigger.from_crontab(_KPI_SNAPSHOT_SCHEDULE, zone),
                 self.kpi_snapshots,
             ),
-            Job("uplifts", IntervalTrigger(minutes=_UPLIFT_MINUTES), self.uplifts),
+            Job(UPLIFTS_JOB, IntervalTrigger(minutes=_UPLIFT_MINUTES), self.uplifts),
             Job(
-                "message-counts",
+                MESSAGE_COUNTS_JOB,
                 IntervalTrigger(seconds=_MESSAGE_COUNT_SECONDS),
                 self.message_counts,
             ),
