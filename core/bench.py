@@ -84,16 +84,12 @@ async def benchmark_import(
             report = await import_file(store, settings, "events", str(events_csv))
             async with store.reading() as session:
                 stored = (
-                    (
-                        await session.execute(
-                            select(*(Event.__table__.c[name] for name in EVENT_COLUMNS)).order_by(
-                                Event.id
-                            )
+                    await session.execute(
+                        select(*(Event.__table__.c[name] for name in EVENT_COLUMNS)).order_by(
+                            Event.id
                         )
                     )
-                    .tuples()
-                    .all()
-                )
+                ).all()
             if store.backend == "postgresql":
                 floor_seconds, floor_name = await _postgresql_floor(store, list(stored)), "copy"
             else:

@@ -337,7 +337,7 @@ async def _outcome(store: Store) -> dict[str, int]:
             .where(outbox.state == "sent")
             .group_by(Campaign.name)
         )
-        sent = {name: count for name, count in sent_per_campaign.tuples()}
+        sent = {name: count for name, count in sent_per_campaign.all()}
         failed = await session.scalar(
             select(func.count()).select_from(OutboxMessage).where(outbox.state == "failed")
         )

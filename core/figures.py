@@ -119,7 +119,7 @@ async def stored_uplifts(session: AsyncSession, name: str | None = None) -> dict
             row.next_close,
             row.computed_at,
         )
-        for name, row in (await session.execute(query)).tuples()
+        for name, row in (await session.execute(query)).all()
     }
 
 
@@ -158,7 +158,7 @@ async def count_messages(
     )
     return [
         DayCount(day, channel, state, int(count or 0))
-        for channel, state, *counts in rows.tuples()
+        for channel, state, *counts in rows.all()
         for day, count in zip(days, counts, strict=True)
         if count
     ]
