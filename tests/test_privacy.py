@@ -77,11 +77,13 @@ PERSONAL = ("ana-7f3k", "ana.lima@example.com", "ana lima", "912345678", "lisbon
 """What identifies Ana, in lower case as the search after an erasure compares it."""
 NOT_ABOUT_CUSTOMERS = {
     "campaign_runs",
+    "campaign_uplifts",
     "campaigns",
     "clv_fits",
     "job_runs",
     "journeys",
     "kpi_snapshots",
+    "message_tallies",
     "program_versions",
     "recommendations",
     "scheduler_nodes",
