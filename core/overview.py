@@ -5,7 +5,7 @@ and the KPI trends.
 Everything here is cheap at a million customers: stage sizes are one ``GROUP BY`` over
 the stage index, the KPIs come from the latest daily snapshot
 (:mod:`core.measure.snapshots`) instead of the events, and the week's messages from the
-counts the scheduler stores every minute (:mod:`core.figures`). Until it has stored any
+counts the scheduler stores every five minutes (:mod:`core.figures`). Until it has stored any
 they are counted here, through the outbox's ``(state, due_at)`` index with each row's
 channel read: about three seconds for a million messages a week on SQLite, so the console
 counts them again only every so often (``messages``).
