@@ -20,7 +20,7 @@ from itertools import compress, repeat
 from operator import eq, le
 from typing import Any
 
-from sqlalchemy import Select, Subquery, bindparam, case, delete, func, select
+from sqlalchemy import Select, Subquery, bindparam, case, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import CTE
 
@@ -179,21 +179,26 @@ async def note_messages_sent(
     """
     if not customer_ids:
         return
-    # The key-share lock keeps the customers from being erased until this commits
-    # (PostgreSQL; on SQLite this transaction is the only writer).
+    # One statement for the whole batch, parameters and all: row by row, the upsert of
+    # every totals column cost a fifth of delivery's time outside SMTP. The key-share
+    # lock keeps the customers from being erased until this commits (PostgreSQL; on
+    # SQLite this transaction is the only writer).
+    backend = backend_of(session)
+    last_message = _ROLLUPS.c.last_message_at
     present = (
-        select(Customer.id)
+        select(Customer.id, literal(at, last_message.type))
         .where(Customer.id.in_(sorted(set(customer_ids))))
         .order_by(Customer.id)
         .with_for_update(key_share=True)
     )
-    nothing = dict.fromkeys(TOTALS_COLUMNS[1:])
-    nothing.update(purchase_count=0, revenue_total=0, event_count=0, last_message_at=at)
-    rows = [
-        {**nothing, "customer_id": customer_id} for customer_id in await session.scalars(present)
-    ]
-    if rows:
-        await session.execute(totals_upsert(backend_of(session)), rows)
+    statement = upsert(backend, _ROLLUPS).from_select(["customer_id", "last_message_at"], present)
+    statement = statement.on_conflict_do_update(
+        index_elements=[_ROLLUPS.c.customer_id],
+        set_={
+            "last_message_at": greatest(backend, last_message, statement.excluded.last_message_at)
+        },
+    )
+    await session.execute(statement)
 
 
 async def roll_up_due_events(session: AsyncSession, now: datetime) -> int:

@@ -21,6 +21,7 @@ from core.db import Store
 from core.delivery import DeliveryWorker
 from core.message_ids import message_id_domain, message_id_for
 from core.models import Customer, CustomerRollup, OutboxMessage, Suppression
+from core.rollups import note_messages_sent
 from core.settings import Settings
 from core.sink import SmtpSink
 from core.suppressions import unsubscribe_customer
@@ -93,6 +94,45 @@ async def test_each_message_arrives_once_with_its_id_and_one_click_unsubscribe(
             select(func.count()).where(CustomerRollup.last_message_at == NOW)
         )
     assert contacted == len(PEOPLE)
+
+
+async def test_a_send_moves_last_message_at_forward_only_and_keeps_the_other_totals(
+    store: Store,
+) -> None:
+    ids = await add_people(store, PEOPLE[:3], NOW)
+    fresh, behind, ahead = (ids[person.key] for person in PEOPLE[:3])
+    later = NOW + timedelta(days=1)
+    async with store.transaction() as session:
+        session.add_all(
+            [
+                CustomerRollup(
+                    customer_id=behind,
+                    purchase_count=2,
+                    revenue_total=30.0,
+                    last_message_at=NOW - timedelta(days=9),
+                    event_count=5,
+                ),
+                CustomerRollup(customer_id=ahead, purchase_count=1, last_message_at=later),
+            ]
+        )
+    async with store.transaction() as session:
+        await note_messages_sent(session, [fresh, behind, ahead, behind, 10**9], NOW)
+    async with store.reading() as session:
+        rows = await session.execute(
+            select(
+                CustomerRollup.customer_id,
+                CustomerRollup.last_message_at,
+                CustomerRollup.purchase_count,
+                CustomerRollup.revenue_total,
+                CustomerRollup.event_count,
+            )
+        )
+        found = {row[0]: tuple(row[1:]) for row in rows}
+    assert found == {
+        fresh: (NOW, 0, 0, 0),
+        behind: (NOW, 2, 30.0, 5),
+        ahead: (later, 1, 0, 0),
+    }
 
 
 async def test_a_hard_bounce_fails_that_message_only_and_suppresses_the_address(
