@@ -12,6 +12,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,7 +393,11 @@ def test_a_bad_config_is_a_clear_error_without_traceback(cli: Cli) -> None:
 
 
 def _leaf_commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
-    for name, command in group.commands.items():
+    # Looked up as click does, so the commands that `cadence` imports lazily are there.
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         path = f"{prefix} {name}".strip()
         if isinstance(command, click.Group):
             yield from _leaf_commands(command, path)
@@ -410,6 +415,51 @@ def test_every_command_accepts_now_and_config() -> None:
     for path, command in [("", root), *commands.items()]:
         options = {option for param in command.params for option in param.opts}
         assert {"--now", "--config"} <= options, path or "cadence"
+
+
+def _command_tree(command: click.Command) -> Iterator[click.Command]:
+    yield command
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            yield from _command_tree(sub)
+
+
+def test_the_command_table_names_every_command_and_the_modules_that_define_it() -> None:
+    """`cadence` imports a command's modules only when it is looked up: a command left
+    out of COMMAND_MODULES, or a subcommand in a module not listed there, would vanish."""
+    import importlib
+    import pkgutil
+
+    import core.cli
+    from core.cli.app import COMMAND_MODULES, cli
+
+    for module in pkgutil.iter_modules(core.cli.__path__, "core.cli."):
+        importlib.import_module(module.name)
+    assert set(cli.commands) == set(COMMAND_MODULES)
+    for name, command in cli.commands.items():
+        for part in _command_tree(command):
+            assert part.callback is not None, part.name
+            assert part.callback.__module__ in COMMAND_MODULES[name], (name, part.name)
+
+
+def test_importing_the_cli_leaves_the_commands_and_their_dependencies_for_later() -> None:
+    """Every `cadence` process, and the tests start hundreds, paid about 0.8 s to import
+    every command's dependencies; now it imports the ones of the command it runs."""
+    probe = (
+        "import sys, click\n"
+        "from core.cli import cli\n"
+        "heavy = ('sqlalchemy', 'textual', 'aiosmtplib', 'jinja2', 'pydantic')\n"
+        "def loaded():\n"
+        "    names = (m for m in sys.modules if m.startswith(heavy) or m.endswith('_commands'))\n"
+        "    return sorted(names)\n"
+        "print(loaded())\n"
+        "cli.get_command(click.Context(cli), 'sink')\n"
+        "print(loaded())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.splitlines() == ["[]", "['core.cli.sink_commands']"]
 
 
 def test_now_and_config_are_accepted_before_and_after_the_command(migrated: Cli) -> None:

@@ -148,13 +148,22 @@ async def test_the_default_program_keeps_running_on_its_own(
     faster = "[scheduler]\nrefresh_minutes = 0.05\njourneys_seconds = 1\n"
     config = _settings_file(tmp_path, settings, port, faster)
     wanted = ("refresh", "journeys")  # an idle request tick leaves no row
+
+    async def queued_messages() -> int:
+        async with store.reading() as session:
+            return await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
     async with _node(config, port) as process:
         for _ in range(150):
             status = await run_cadence(config, "scheduler", "status", "--runs", "60")
             assert status.returncode == 0, status.stderr
             shown = status.stdout
             finished = shown.split("Recent job runs")[-1]
-            if all(re.search(rf"{job}\s+ok", finished) for job in wanted):
+            # The first journeys tick may finish before the first refresh has placed
+            # anyone: wait for one after it, which queues the welcome series.
+            if all(re.search(rf"{job}\s+ok", finished) for job in wanted) and (
+                await queued_messages()
+            ):
                 break
             await asyncio.sleep(0.2)
         process.send_signal(signal.SIGTERM)

@@ -3,13 +3,18 @@
 Every command takes ``--config`` (the settings file or its folder) and
 ``--now`` (pin the clock). Errors a user can fix print one clear message and
 exit 1; an import that rejected rows exits 3, so scripts can tell.
+
+The commands live in modules of their own, named in :data:`COMMAND_MODULES` and
+imported only when a command is looked up: a ``cadence`` process loads what its
+command needs, not the database layer, the console and the mail client of every
+other command (importing them all cost about 0.8 s at each start).
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,12 +23,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from core import __version__, clock
-from core.db import Store, open_store
 from core.errors import CadenceError
-from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from core.db import Store
     from core.program import Program
+    from core.settings import Settings
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,6 +64,8 @@ def common_options(command: F) -> F:
 
 def load_command_settings() -> Settings:
     """Load the settings chosen by --config and install the clock chosen by --now."""
+    from core.settings import load_settings
+
     meta = click.get_current_context().find_root().meta
     settings = load_settings(meta.get("cadence.config"))
     if "cadence.now" in meta:
@@ -74,6 +81,8 @@ def load_command_program(settings: Settings) -> Program:
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     return asyncio.run(coroutine)
 
 
@@ -92,6 +101,8 @@ async def with_store(
 ) -> T:
     """Run ``work`` on the configured store; unless told otherwise, the store must be at
     the latest schema, or the command stops with what to run instead."""
+    from core.db import open_store
+
     store = open_store(settings)
     try:
         if needs_schema:
@@ -113,7 +124,65 @@ async def _require_latest_schema(store: Store, settings: Settings) -> None:
         )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Each command of ``cadence`` and the modules that define it and its subcommands.
+COMMAND_MODULES: Mapping[str, tuple[str, ...]] = {
+    "api": ("core.cli.ingest_commands",),
+    "bench": ("core.cli.bench_commands",),
+    "bounces": ("core.cli.bounce_commands",),
+    "campaign": ("core.cli.campaign_commands", "core.cli.run_commands"),
+    "check": ("core.cli.ops_commands",),
+    "config": ("core.cli.store_commands",),
+    "console": ("core.cli.console_commands",),
+    "customer": ("core.cli.customer_commands",),
+    "db": ("core.cli.store_commands", "core.cli.ops_commands"),
+    "deliver": ("core.cli.delivery_commands",),
+    "demo": ("core.cli.store_commands",),
+    "demo-data": ("core.cli.store_commands",),
+    "import": ("core.cli.store_commands",),
+    "ingest": ("core.cli.ingest_commands",),
+    "init": ("core.cli.store_commands",),
+    "intel": ("core.cli.intel_commands",),
+    "program": ("core.cli.program_commands",),
+    "report": ("core.cli.report_commands", "core.cli.report_stage_commands"),
+    "run": ("core.cli.node_commands",),
+    "scheduler": ("core.cli.node_commands",),
+    "segments": ("core.cli.intel_commands",),
+    "simulate": ("core.cli.simulate_commands",),
+    "sink": ("core.cli.sink_commands",),
+    "stages": ("core.cli.intel_commands",),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands register themselves when their modules are imported,
+    which happens the first time a command is looked up (or listed for ``--help``)."""
+
+    def __init__(
+        self, *args: Any, command_modules: Mapping[str, Iterable[str]], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.command_modules = command_modules
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        # Every module of the name, even when the name is already registered: a group
+        # may take subcommands from more than one module. A name not in the table
+        # loads them all, so a mistyped command is still told the names near it.
+        for module in self.command_modules.get(cmd_name, self._all_modules()):
+            importlib.import_module(module)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.command_modules})
+
+    def _all_modules(self) -> list[str]:
+        return sorted({module for modules in self.command_modules.values() for module in modules})
+
+
+@click.group(
+    cls=LazyGroup,
+    command_modules=COMMAND_MODULES,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="cadence")
 @common_options
 def cli() -> None:
