@@ -4,8 +4,10 @@ a lease runs out, and no message claimed twice by concurrent workers."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from core.db import Store
@@ -180,3 +182,30 @@ async def test_concurrent_workers_never_claim_the_same_message(store: Store) -> 
     claims = await asyncio.gather(*(_claim(store, f"w{i}", limit=7) for i in range(12)))
     claimed = [message for claim in claims for message in claim]
     assert len(claimed) == len(set(claimed)) == len(queued)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite's write lock
+async def test_a_send_recorded_while_another_process_writes_waits_for_it_off_the_loop(
+    store: Store,
+) -> None:
+    campaign, customers = await _world(store, people=2)
+    queued = await queue_messages(store, campaign, customers, NOW)
+    await _claim(store, "a")
+    assert store.database_file is not None
+    other = sqlite3.connect(store.database_file, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # as another process's writer would
+    connection = DirectConnection(store)
+    try:
+        recording = asyncio.create_task(record_sent(connection, "a", queued, NOW))
+        # The event loop keeps turning while the record waits for the lock.
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+        assert not recording.done()
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(recording, 10) == len(queued)
+        # Free again: the next record goes straight through.
+        assert await record_sent(connection, "a", queued, NOW) == 0
+    finally:
+        other.close()
+        await connection.close()
+    assert await _fold(store) == len(queued)
