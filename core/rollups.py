@@ -184,20 +184,16 @@ async def note_messages_sent(
     # lock keeps the customers from being erased until this commits (PostgreSQL; on
     # SQLite this transaction is the only writer).
     backend = backend_of(session)
-    last_message = _ROLLUPS.c.last_message_at
     present = (
-        select(Customer.id, literal(at, last_message.type))
+        select(Customer.id, literal(at, _ROLLUPS.c.last_message_at.type))
         .where(Customer.id.in_(sorted(set(customer_ids))))
         .order_by(Customer.id)
         .with_for_update(key_share=True)
     )
-    statement = upsert(backend, _ROLLUPS).from_select(["customer_id", "last_message_at"], present)
-    statement = statement.on_conflict_do_update(
-        index_elements=[_ROLLUPS.c.customer_id],
-        set_={
-            "last_message_at": greatest(backend, last_message, statement.excluded.last_message_at)
-        },
-    )
+    # Merged like any other totals: the columns not given insert as their defaults
+    # (no time, no count), which leave an existing row as it is.
+    insert = upsert(backend, _ROLLUPS).from_select(["customer_id", "last_message_at"], present)
+    statement = _merged(backend, insert)
     await session.execute(statement)
 
 

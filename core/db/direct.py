@@ -55,7 +55,6 @@ class DirectConnection:
             async with driver.transaction():
                 status: str = await driver.execute(sql, *parameters)
             return int(status.rpartition(" ")[2] or 0)  # e.g. "UPDATE 8"
-        loop = asyncio.get_running_loop()
         async with self.store.writer_turn():
             try:
                 try:
@@ -64,7 +63,7 @@ class DirectConnection:
                     # Another process holds the write lock: wait for it off the event loop.
                     if self._thread is None:
                         self._thread = ThreadPoolExecutor(1, thread_name_prefix="cadence-direct")
-                    return await loop.run_in_executor(
+                    return await asyncio.get_running_loop().run_in_executor(
                         self._thread, self._write_sqlite, sql, parameters, True
                     )
             except sqlite3.Error as error:
